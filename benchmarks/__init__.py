@@ -1,0 +1,1 @@
+"""Reproducible performance runs; each prints ratios against a baseline measured in the same run."""
