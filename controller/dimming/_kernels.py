@@ -42,9 +42,12 @@ def _lamp_step(level, held, prog, factor, boost, ceiling, override, floor, up, d
     target = min(target, ceiling)
     if override >= 0.0:
         target = override
-    new = min(max(target, level - down), level + up)
-    new = max(new, floor)
-    return min(new, np.float32(1.0))
+    # Equal, by distributing max over min, to min(max(min(max(target, level - down),
+    # level + up), floor), 1): the fade limits, then the floor, then full output. Written so
+    # the chain that depends on the previous level is three operations long, not five; that
+    # chain is what bounds a lamp's steps per second.
+    upper = min(max(level + up, floor), np.float32(1.0))
+    return min(max(level - down, max(target, floor)), upper)
 
 
 @njit(inline="always", **FAST_OPTIONS)

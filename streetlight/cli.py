@@ -1,0 +1,172 @@
+"""The ``streetlight`` command line: the composition root's entry point.
+
+Each subcommand loads its inputs once, calls the stages, and prints with rich. Errors the user
+can fix (bad files, bad options) end with a one-line message and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from domain.errors import StreetlightError
+
+app = typer.Typer(
+    name="streetlight",
+    help="Smart street-lighting control: dimming core, policies, inventories.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code=2)
+
+
+def _utc(ns: int) -> str:
+    """``HH:MM:SS`` UTC, with the date when it is not the row's date."""
+    return str(np.datetime64(int(ns), "ns").astype("datetime64[s]")).replace("T", " ")
+
+
+@app.command()
+def sun(
+    lat: Annotated[float, typer.Option(help="latitude, degrees north")],
+    lon: Annotated[float, typer.Option(help="longitude, degrees east")],
+    on: Annotated[str, typer.Option("--date", help="first date, YYYY-MM-DD")] = str(date.today()),
+    days: Annotated[int, typer.Option(min=1, max=366)] = 1,
+    civil: Annotated[
+        bool, typer.Option(help="civil twilight (sun 6 deg below) instead of sunrise/sunset")
+    ] = False,
+) -> None:
+    """Sunrise, solar noon and sunset (NOAA), in UTC, for a place and dates."""
+    from controller.dimming.solar import (
+        ZENITH_CIVIL_DEG,
+        ZENITH_OFFICIAL_DEG,
+        SunStatus,
+        sun_events,
+    )
+
+    try:
+        first = np.datetime64(on, "D")
+    except ValueError:
+        raise _fail(f"--date must be YYYY-MM-DD, got {on!r}") from None
+    dates = first + np.arange(days)
+    try:
+        ev = sun_events(dates, lat, lon, ZENITH_CIVIL_DEG if civil else ZENITH_OFFICIAL_DEG)
+    except ValueError as err:
+        raise _fail(str(err)) from None
+    table = Table(
+        title=f"sun at {lat:.4f}, {lon:.4f} ({'civil twilight' if civil else 'sunrise/sunset'}, UTC)"
+    )
+    for col in ("date", "rise", "noon", "set", "status"):
+        table.add_column(col, no_wrap=True)
+    for k, d in enumerate(dates):
+        status = SunStatus(int(ev.status[k]))
+        normal = status is SunStatus.NORMAL
+        row = [
+            _utc(ev.rise_ns[k]) if normal else "-",
+            _utc(ev.noon_ns[k]),
+            _utc(ev.set_ns[k]) if normal else "-",
+        ]
+        table.add_row(str(d), *(t.removeprefix(f"{d} ") for t in row), status.name.lower())
+    console.print(table)
+
+
+@app.command("import")
+def import_(
+    path: Annotated[Path, typer.Argument(help="inventory file (.csv or .geojson)")],
+    mapping: Annotated[Path | None, typer.Option(help="column mapping file (YAML or JSON)")] = None,
+    lon: Annotated[str | None, typer.Option(help="x / longitude column")] = None,
+    lat: Annotated[str | None, typer.Option(help="y / latitude column")] = None,
+    crs: Annotated[str | None, typer.Option(help="source CRS, e.g. EPSG:3857")] = None,
+    wattage: Annotated[str | None, typer.Option(help="wattage column")] = None,
+    default_power_w: Annotated[
+        float | None, typer.Option(help="power for lamps with no wattage")
+    ] = None,
+    council: Annotated[str | None, typer.Option(help="council id")] = None,
+    show: Annotated[int, typer.Option(help="bad rows to list")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Import an inventory and report what was kept and which rows were refused, and why."""
+    from domain.importer import ColumnMapping, import_inventory
+
+    options = {
+        key: value
+        for key, value in {
+            "x_column": lon,
+            "y_column": lat,
+            "source_crs": crs,
+            "wattage_column": wattage,
+            "default_power_w": default_power_w,
+            "council_id": council,
+        }.items()
+        if value is not None
+    }
+    try:
+        base = ColumnMapping.from_file(mapping) if mapping else ColumnMapping()
+        merged = ColumnMapping.from_dict({**_mapping_dict(base), **options}) if options else base
+        inventory, report = import_inventory(path, merged)
+    except (StreetlightError, ValueError, OSError) as err:
+        raise _fail(str(err)) from None
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "source": report.source,
+                    "rows_read": report.rows_read,
+                    "rows_imported": report.rows_imported,
+                    "bad_rows": [
+                        {"row": b.row_number, "reason": b.reason} for b in report.bad_rows
+                    ],
+                    "wattage_missing": report.wattage_missing,
+                    "duplicate_ids": list(report.duplicate_ids),
+                    "row_numbering": report.row_numbering,
+                }
+            )
+        )
+        return
+    console.print(
+        f"[bold]{report.source}[/]: {report.rows_imported:,} of {report.rows_read:,} rows imported"
+    )
+    if len(inventory):
+        console.print(
+            f"  lon {inventory.lon_deg.min():.5f} .. {inventory.lon_deg.max():.5f}, "
+            f"lat {inventory.lat_deg.min():.5f} .. {inventory.lat_deg.max():.5f}; "
+            f"{len(inventory.street_names):,} streets; total rated power "
+            f"{inventory.rated_power_w.sum() / 1000:,.1f} kW"
+        )
+    console.print(
+        f"  wattage missing on {report.wattage_missing:,} rows; row numbers: {report.row_numbering}"
+    )
+    if report.bad_rows:
+        table = Table(
+            title=f"{len(report.bad_rows):,} bad rows (first {min(show, len(report.bad_rows))})"
+        )
+        table.add_column("row", justify="right")
+        table.add_column("reason")
+        for bad in report.bad_rows[:show]:
+            table.add_row(str(bad.row_number), bad.reason)
+        console.print(table)
+
+
+def _mapping_dict(mapping: object) -> dict[str, object]:
+    from dataclasses import asdict
+
+    return {k: (str(v) if hasattr(v, "value") else v) for k, v in asdict(mapping).items()}  # type: ignore[call-overload]
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
