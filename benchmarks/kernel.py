@@ -50,7 +50,9 @@ def evening_weights(n_steps: int) -> np.ndarray:
     return w / w.sum()
 
 
-def build(n_lamps: int, n_steps: int, seed: int = 1) -> tuple[NightProgram, LampElectrics, Triggers, np.ndarray]:
+def build(
+    n_lamps: int, n_steps: int, seed: int = 1
+) -> tuple[NightProgram, LampElectrics, Triggers, np.ndarray]:
     rng = np.random.default_rng(seed)
     hour = (16 + np.arange(n_steps) // 3600) % 24
     # Two profiles: residential (P4, part-night dimming) and main road (M5, step dimming).
@@ -63,7 +65,9 @@ def build(n_lamps: int, n_steps: int, seed: int = 1) -> tuple[NightProgram, Lamp
     street_pos = idx % LAMPS_PER_STREET
     offsets = np.array([-3, -2, -1, 1, 2, 3])
     cand = idx[:, None] + offsets[None, :]
-    ok = (street_pos[:, None] + offsets[None, :] >= 0) & (street_pos[:, None] + offsets[None, :] < LAMPS_PER_STREET)
+    ok = (street_pos[:, None] + offsets[None, :] >= 0) & (
+        street_pos[:, None] + offsets[None, :] < LAMPS_PER_STREET
+    )
     ok &= cand < n_lamps
     indptr = np.concatenate(([0], np.cumsum(ok.sum(axis=1)))).astype(np.int64)
     indices = cand[ok].astype(np.int32)
@@ -94,16 +98,27 @@ def build(n_lamps: int, n_steps: int, seed: int = 1) -> tuple[NightProgram, Lamp
     steps = rng.choice(n_steps, size=count, p=evening_weights(n_steps))
     triggers = Triggers.from_unsorted(steps, rng.integers(0, n_lamps, size=count))
     n_int = -(-n_steps // INTERVAL_S)
-    profile = np.interp(np.arange(n_int) * INTERVAL_S / 3600.0, [0, 3, 6, 9, 12, 14], [600, 400, 150, 40, 120, 500])
+    profile = np.interp(
+        np.arange(n_int) * INTERVAL_S / 3600.0, [0, 3, 6, 9, 12, 14], [600, 400, 150, 40, 120, 500]
+    )
     demand = profile[None, :] * rng.uniform(0.5, 1.5, size=(n_zones, 1))
     steps_arr = adaptive_steps(demand, [200.0, 80.0], [260.0, 110.0])
     return prog, electrics, triggers, steps_arr
 
 
-def subset(program: NightProgram, electrics: LampElectrics, triggers: Triggers, steps: np.ndarray, n: int, t: int):
+def subset(
+    program: NightProgram,
+    electrics: LampElectrics,
+    triggers: Triggers,
+    steps: np.ndarray,
+    n: int,
+    t: int,
+):
     """The first ``n`` lamps over the first ``t`` steps, neighbours outside the subset dropped."""
     keep = program.neighbour_indices[: program.neighbour_indptr[n]] < n
-    counts = np.add.reduceat(keep.astype(np.int64), program.neighbour_indptr[:n]) if n else np.zeros(0)
+    counts = (
+        np.add.reduceat(keep.astype(np.int64), program.neighbour_indptr[:n]) if n else np.zeros(0)
+    )
     counts = np.where(np.diff(program.neighbour_indptr[: n + 1]) == 0, 0, counts)
     sub = NightProgram(
         **{
@@ -149,13 +164,21 @@ def startup_times() -> tuple[float, float]:
         times = []
         for _ in range(2):
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-c", STARTUP_SNIPPET], env=env, cwd=ROOT, check=True, capture_output=True)
+            subprocess.run(
+                [sys.executable, "-c", STARTUP_SNIPPET],
+                env=env,
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+            )
             times.append(time.perf_counter() - t0)
     return times[0], times[1]
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="small sizes, finishes in < 30 s")
     ap.add_argument("--json", action="store_true", help="print one JSON object only")
     ap.add_argument("--lamps", type=int, default=None)
@@ -172,7 +195,10 @@ def main(argv: list[str] | None = None) -> dict:
     run_night(warm[0], warm[1], triggers=warm[2], adaptive_steps=warm[3], parallel=False)
     run_night(warm[0], warm[1], triggers=warm[2], adaptive_steps=warm[3], parallel=True)
     kw = dict(triggers=triggers, adaptive_steps=steps, adaptive_interval_s=INTERVAL_S)
-    t_par, res = timed(lambda: run_night(program, electrics, parallel=True, **kw), repeat=1 if not args.quick else 2)
+    t_par, res = timed(
+        lambda: run_night(program, electrics, parallel=True, **kw),
+        repeat=1 if not args.quick else 2,
+    )
     t_ser, _ = timed(lambda: run_night(program, electrics, parallel=False, **kw))
     lamp_steps = n_lamps * n_steps
 
@@ -210,11 +236,21 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"kernel benchmark: {n_lamps:,} lamps x {n_steps:,} steps, {len(triggers):,} presence triggers")
-        print(f"  production kernel, parallel : {out['lamp_steps_per_s'] / 1e6:10.1f} M lamp-steps/s  ({t_par:.2f} s)")
-        print(f"  production kernel, serial   : {out['serial_lamp_steps_per_s'] / 1e6:10.1f} M lamp-steps/s  ({t_ser:.2f} s)")
-        print(f"  NumPy twin ({twin_lamps:,} x {twin_steps:,})   : {out['numpy_lamp_steps_per_s'] / 1e6:10.1f} M lamp-steps/s")
-        print(f"  pure Python ({py_lamps} x {py_steps})     : {out['python_lamp_steps_per_s'] / 1e6:10.3f} M lamp-steps/s")
+        print(
+            f"kernel benchmark: {n_lamps:,} lamps x {n_steps:,} steps, {len(triggers):,} presence triggers"
+        )
+        print(
+            f"  production kernel, parallel : {out['lamp_steps_per_s'] / 1e6:10.1f} M lamp-steps/s  ({t_par:.2f} s)"
+        )
+        print(
+            f"  production kernel, serial   : {out['serial_lamp_steps_per_s'] / 1e6:10.1f} M lamp-steps/s  ({t_ser:.2f} s)"
+        )
+        print(
+            f"  NumPy twin ({twin_lamps:,} x {twin_steps:,})   : {out['numpy_lamp_steps_per_s'] / 1e6:10.1f} M lamp-steps/s"
+        )
+        print(
+            f"  pure Python ({py_lamps} x {py_steps})     : {out['python_lamp_steps_per_s'] / 1e6:10.3f} M lamp-steps/s"
+        )
         print(f"  ratio parallel / NumPy twin : {out['ratio_vs_numpy']:.1f}x (target >= 5x)")
         print(f"  ratio serial / NumPy twin   : {out['serial_ratio_vs_numpy']:.1f}x")
         print(f"  ratio parallel / Python     : {out['ratio_vs_python']:.0f}x")

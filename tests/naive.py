@@ -421,7 +421,10 @@ def policy_night(
     on_ns = [] if on_clock else astro_ns(sw.on, True, sw.lux_on)
     off_ns = [] if off_clock else astro_ns(sw.off, False, sw.lux_off)
 
-    base = profile.presence.base_level_frac if profile.presence else profile.level_frac
+    if profile.presence:
+        base = profile.presence.base_level_frac
+    else:
+        base = 1.0 if profile.level_frac is None else profile.level_frac
     adaptive = profile.adaptive
     k_count = len(adaptive.thresholds) if adaptive else 0
 

@@ -55,7 +55,11 @@ def night_numpy(
     prof = program.lamp_profile
     zone = program.lamp_zone
     has_zone = zone >= 0
-    ovr = np.full(n, -1.0, np.float32) if override_frac is None else np.asarray(override_frac, np.float32)
+    ovr = (
+        np.full(n, -1.0, np.float32)
+        if override_frac is None
+        else np.asarray(override_frac, np.float32)
+    )
     triggers = triggers or Triggers.none()
     nb_ptr, nb_idx = program.neighbour_indptr, program.neighbour_indices
     # Which lamps each trigger raises: the lamp and its neighbours, padded with the lamp itself.
@@ -63,7 +67,9 @@ def night_numpy(
     raised = np.repeat(np.arange(n)[:, None], width, axis=1)
     for i in range(n):
         raised[i, 1 : 1 + nb_ptr[i + 1] - nb_ptr[i]] = nb_idx[nb_ptr[i] : nb_ptr[i + 1]]
-    bounds = np.searchsorted(triggers.step, np.arange(start_step, start_step + n_steps + 1), "right")
+    bounds = np.searchsorted(
+        triggers.step, np.arange(start_step, start_step + n_steps + 1), "right"
+    )
     rows = np.arange(n)
     tab = electrics.tables[electrics.curve_index]
     sph = round(3600 / program.step_s)
@@ -156,10 +162,7 @@ def night_python(
                 target = max(base, program.boost_frac[p])
             target = min(target, program.ceiling_frac[i])
             lv = level[i]
-            if target > lv:
-                lv = min(target, lv + up[p])
-            else:
-                lv = max(target, lv - down[p])
+            lv = min(target, lv + up[p]) if target > lv else max(target, lv - down[p])
             lv = min(max(lv, program.floor_frac[p, t]), np.float32(1.0))
             level[i] = np.float32(lv)
             levels[i][t] = float(lv)
@@ -168,6 +171,8 @@ def night_python(
                 x = float(lv) * 100
                 j = min(int(x), 99)
                 row = table[electrics.curve_index[i]]
-                watts += float(electrics.rated_power_w[i]) * (row[j] + (x - j) * (row[j + 1] - row[j]))
+                watts += float(electrics.rated_power_w[i]) * (
+                    row[j] + (x - j) * (row[j + 1] - row[j])
+                )
             energy[i] += watts * program.step_s / 3600.0
     return levels, energy

@@ -41,7 +41,10 @@ def random_program(
     n_nb = rng.integers(0, max_neighbours + 1, size=n_lamps)
     indptr = np.concatenate(([0], np.cumsum(n_nb))).astype(np.int64)
     indices = np.concatenate(
-        [rng.choice(np.delete(np.arange(n_lamps), i), size=n_nb[i], replace=False) for i in range(n_lamps)]
+        [
+            rng.choice(np.delete(np.arange(n_lamps), i), size=n_nb[i], replace=False)
+            for i in range(n_lamps)
+        ]
         or [np.zeros(0, np.int64)]
     ).astype(np.int32)
     return NightProgram(
@@ -62,14 +65,18 @@ def random_program(
     )
 
 
-def random_triggers(rng: np.random.Generator, program: NightProgram, rate: float = 0.01) -> Triggers:
+def random_triggers(
+    rng: np.random.Generator, program: NightProgram, rate: float = 0.01
+) -> Triggers:
     count = rng.poisson(rate * program.n_lamps * program.n_steps)
     return Triggers.from_unsorted(
         rng.integers(0, program.n_steps, size=count), rng.integers(0, program.n_lamps, size=count)
     )
 
 
-def random_steps(rng: np.random.Generator, program: NightProgram, interval_steps: int, n_zones: int = 2):
+def random_steps(
+    rng: np.random.Generator, program: NightProgram, interval_steps: int, n_zones: int = 2
+):
     n_int = -(-program.n_steps // interval_steps)
     return rng.integers(0, program.n_adaptive_steps + 1, size=(n_zones, n_int)).astype(np.int8)
 

@@ -28,7 +28,7 @@ POWER_TABLE_STEPS = 100
 
 
 @njit(inline="always", **FAST_OPTIONS)
-def _lamp_step(level, held, prog, factor, boost, ceiling, override, floor, up, down):  # type: ignore[no-untyped-def]
+def _lamp_step(level, held, prog, factor, boost, ceiling, override, floor, up, down):
     """One step of one lamp: the level after this step, a float32 fraction.
 
     ``held`` is True while a presence detection holds the boost. A lamp switched off by the
@@ -51,7 +51,7 @@ def _lamp_step(level, held, prog, factor, boost, ceiling, override, floor, up, d
 
 
 @njit(inline="always", **FAST_OPTIONS)
-def _power_frac(level, table):  # type: ignore[no-untyped-def]
+def _power_frac(level, table):
     """P/P_rated at ``level`` by linear interpolation in a power table (0 when off)."""
     x = np.float64(level) * POWER_TABLE_STEPS
     j = min(int(x), POWER_TABLE_STEPS - 1)
@@ -97,7 +97,7 @@ def _run_lamp(
     level_out,
     hold_out,
     sent_out,
-):  # type: ignore[no-untyped-def]
+):
     p = lamp_profile[i]
     z = lamp_zone_row[i]
     table = power_table[lamp_curve[i]]
@@ -221,7 +221,7 @@ def _night_serial(
     level_out,
     hold_out,
     sent_out,
-):  # type: ignore[no-untyped-def]
+):
     for i in range(lamp_profile.shape[0]):
         _run_lamp(
             i,
@@ -300,7 +300,7 @@ def _night_parallel(
     level_out,
     hold_out,
     sent_out,
-):  # type: ignore[no-untyped-def]
+):
     for i in prange(lamp_profile.shape[0]):
         _run_lamp(
             i,
@@ -343,7 +343,7 @@ def _night_parallel(
 
 
 @njit(**JIT_OPTIONS)
-def _expand_triggers(trigger_step, trigger_lamp, nb_ptr, nb_idx, n_lamps):  # type: ignore[no-untyped-def]
+def _expand_triggers(trigger_step, trigger_lamp, nb_ptr, nb_idx, n_lamps):
     """Per-lamp sorted trigger steps (CSR) from triggers sorted by step.
 
     A trigger on lamp ``i`` lands in the lists of ``i`` and of every neighbour of ``i``.
@@ -390,7 +390,7 @@ def _tick(
     level,
     hold_until,
     level_out,
-):  # type: ignore[no-untyped-def]
+):
     """One live step ``t`` for every lamp; ``hold_until`` is updated in place.
 
     ``steps_now[z]`` is each zone's current adaptive class step (last row 0 for lamps with no
@@ -420,7 +420,7 @@ def _tick(
 
 
 @njit(**JIT_OPTIONS)
-def _adaptive_steps(demand, down, up, max_steps, initial, out):  # type: ignore[no-untyped-def]
+def _adaptive_steps(demand, down, up, max_steps, initial, out):
     """Adaptive class steps with hysteresis, per zone and interval.
 
     ``demand[z, n]`` is the volume in interval ``n`` (vehicles or people per hour). Demand below
@@ -448,7 +448,7 @@ def _adaptive_steps(demand, down, up, max_steps, initial, out):  # type: ignore[
 
 
 @njit(**JIT_OPTIONS)
-def _lamp_power_w(level, rated_w, standby_w, table, out):  # type: ignore[no-untyped-def]
+def _lamp_power_w(level, rated_w, standby_w, table, out):
     for n in range(level.shape[0]):
         lv = level[n]
         if lv > 0.0:
@@ -458,7 +458,7 @@ def _lamp_power_w(level, rated_w, standby_w, table, out):  # type: ignore[no-unt
 
 
 @njit(**JIT_OPTIONS)
-def _level_to_dali(level, out):  # type: ignore[no-untyped-def]
+def _level_to_dali(level, out):
     """IEC 62386-102 logarithmic curve: arc level n = 1 + (253/3) * (log10(100 * level) + 1)."""
     for n in range(level.shape[0]):
         lv = level[n]
@@ -470,7 +470,7 @@ def _level_to_dali(level, out):  # type: ignore[no-untyped-def]
 
 
 @njit(**JIT_OPTIONS)
-def _dali_to_level(arc, out):  # type: ignore[no-untyped-def]
+def _dali_to_level(arc, out):
     """Light output X(n) = 10^((n - 1) / (253/3) - 1) % for n = 1..254; 0 is off."""
     for n in range(arc.shape[0]):
         a = arc[n]

@@ -60,7 +60,7 @@ _TOLERANCE_MIN = 1e-6  # 60 microseconds: far below the output resolution that m
 
 
 @njit(**JIT_OPTIONS)
-def _declination_and_eqtime(day, minutes):  # type: ignore[no-untyped-def]
+def _declination_and_eqtime(day, minutes):
     """Apparent declination (deg) and equation of time (minutes) at ``minutes`` after 00:00 UTC
     of epoch day ``day`` (days since 1970-01-01).
 
@@ -106,7 +106,7 @@ def _declination_and_eqtime(day, minutes):  # type: ignore[no-untyped-def]
 
 
 @njit(**JIT_OPTIONS)
-def _cos_hour_angle(lat_deg, decl_deg, zenith_deg):  # type: ignore[no-untyped-def]
+def _cos_hour_angle(lat_deg, decl_deg, zenith_deg):
     """Cosine of the hour angle at which the sun's centre is at ``zenith_deg`` (NOAA eq. for
     the sunrise hour angle). Outside [-1, 1] there is no such moment that day."""
     lat = math.radians(lat_deg)
@@ -117,7 +117,7 @@ def _cos_hour_angle(lat_deg, decl_deg, zenith_deg):  # type: ignore[no-untyped-d
 
 
 @njit(**JIT_OPTIONS)
-def _solar_noon_min(day, lon_deg):  # type: ignore[no-untyped-def]
+def _solar_noon_min(day, lon_deg):
     """Solar noon of epoch day ``day`` at ``lon_deg`` in minutes after 00:00 UTC of that day."""
     mean_noon = 720.0 - 4.0 * lon_deg
     noon = mean_noon
@@ -132,7 +132,7 @@ def _solar_noon_min(day, lon_deg):  # type: ignore[no-untyped-def]
 
 
 @njit(**JIT_OPTIONS)
-def _event_min(day, lat_deg, lon_deg, zenith_deg, noon_min, sign):  # type: ignore[no-untyped-def]
+def _event_min(day, lat_deg, lon_deg, zenith_deg, noon_min, sign):
     """Sunrise (``sign = -1``) or sunset (``sign = +1``) of the day centred on ``noon_min``,
     minutes after 00:00 UTC of ``day``; ``cos H`` clamped as the module header explains."""
     t = noon_min
@@ -149,12 +149,12 @@ def _event_min(day, lat_deg, lon_deg, zenith_deg, noon_min, sign):  # type: igno
 
 
 @njit(**JIT_OPTIONS)
-def _minutes_to_ns(day, minutes):  # type: ignore[no-untyped-def]
+def _minutes_to_ns(day, minutes):
     return day * NS_PER_DAY + round(minutes * NS_PER_MINUTE)
 
 
 @njit(**JIT_OPTIONS)
-def _events_one(day, lat_deg, lon_deg, zenith_deg):  # type: ignore[no-untyped-def]
+def _events_one(day, lat_deg, lon_deg, zenith_deg):
     """(rise_ns, set_ns, noon_ns, status) for one epoch day and place."""
     noon_min = _solar_noon_min(day, lon_deg)
     noon_ns = _minutes_to_ns(day, noon_min)
@@ -171,7 +171,7 @@ def _events_one(day, lat_deg, lon_deg, zenith_deg):  # type: ignore[no-untyped-d
 
 
 @njit(**JIT_OPTIONS)
-def _sun_events_serial(day, lat_deg, lon_deg, zenith_deg, rise_ns, set_ns, noon_ns, status):  # type: ignore[no-untyped-def]
+def _sun_events_serial(day, lat_deg, lon_deg, zenith_deg, rise_ns, set_ns, noon_ns, status):
     """Events for flat, equally long arrays ``day`` (int64 epoch days), ``lat_deg``,
     ``lon_deg`` (float64) at the scalar ``zenith_deg``; writes the four output arrays."""
     for i in range(day.shape[0]):
@@ -183,7 +183,7 @@ def _sun_events_serial(day, lat_deg, lon_deg, zenith_deg, rise_ns, set_ns, noon_
 
 
 @njit(**PARALLEL_OPTIONS)
-def _sun_events_parallel(day, lat_deg, lon_deg, zenith_deg, rise_ns, set_ns, noon_ns, status):  # type: ignore[no-untyped-def]
+def _sun_events_parallel(day, lat_deg, lon_deg, zenith_deg, rise_ns, set_ns, noon_ns, status):
     """Parallel twin of :func:`_sun_events_serial` (elements are independent)."""
     for i in prange(day.shape[0]):
         r, s, n, st = _events_one(day[i], lat_deg[i], lon_deg[i], zenith_deg)
@@ -194,7 +194,7 @@ def _sun_events_parallel(day, lat_deg, lon_deg, zenith_deg, rise_ns, set_ns, noo
 
 
 @njit(**JIT_OPTIONS)
-def _night_one(day, lat_deg, lon_deg, zenith_deg, dusk_offset_ns, dawn_offset_ns):  # type: ignore[no-untyped-def]
+def _night_one(day, lat_deg, lon_deg, zenith_deg, dusk_offset_ns, dawn_offset_ns):
     """(dusk_ns, dawn_ns, status) of the night that starts on epoch day ``day``.
 
     Dusk comes from day ``day``, dawn from ``day + 1``. An end on a polar-night day is pinned to
@@ -235,7 +235,7 @@ def _night_one(day, lat_deg, lon_deg, zenith_deg, dusk_offset_ns, dawn_offset_ns
 
 
 @njit(**JIT_OPTIONS)
-def _dusk_dawn_serial(  # type: ignore[no-untyped-def]
+def _dusk_dawn_serial(
     day, lat_deg, lon_deg, zenith_deg, dusk_offset_ns, dawn_offset_ns, dusk_ns, dawn_ns, status
 ):
     """Night windows for flat, equally long arrays; writes ``dusk_ns``, ``dawn_ns``, ``status``."""
@@ -249,7 +249,7 @@ def _dusk_dawn_serial(  # type: ignore[no-untyped-def]
 
 
 @njit(**PARALLEL_OPTIONS)
-def _dusk_dawn_parallel(  # type: ignore[no-untyped-def]
+def _dusk_dawn_parallel(
     day, lat_deg, lon_deg, zenith_deg, dusk_offset_ns, dawn_offset_ns, dusk_ns, dawn_ns, status
 ):
     """Parallel twin of :func:`_dusk_dawn_serial`."""
@@ -263,7 +263,7 @@ def _dusk_dawn_parallel(  # type: ignore[no-untyped-def]
 
 
 @njit(**JIT_OPTIONS)
-def _elevation_one(time_ns, lat_deg, lon_deg):  # type: ignore[no-untyped-def]
+def _elevation_one(time_ns, lat_deg, lon_deg):
     """Geometric (unrefracted) elevation of the sun's centre in degrees.
 
     NOAA General Solar Position: true solar time = UTC minutes + E + 4 lon, hour angle =
@@ -282,14 +282,14 @@ def _elevation_one(time_ns, lat_deg, lon_deg):  # type: ignore[no-untyped-def]
 
 
 @njit(**JIT_OPTIONS)
-def _elevation_serial(time_ns, lat_deg, lon_deg, out_deg):  # type: ignore[no-untyped-def]
+def _elevation_serial(time_ns, lat_deg, lon_deg, out_deg):
     """Elevation for flat, equally long arrays; writes ``out_deg``."""
     for i in range(time_ns.shape[0]):
         out_deg[i] = _elevation_one(time_ns[i], lat_deg[i], lon_deg[i])
 
 
 @njit(**PARALLEL_OPTIONS)
-def _elevation_parallel(time_ns, lat_deg, lon_deg, out_deg):  # type: ignore[no-untyped-def]
+def _elevation_parallel(time_ns, lat_deg, lon_deg, out_deg):
     """Parallel twin of :func:`_elevation_serial`."""
     for i in prange(time_ns.shape[0]):
         out_deg[i] = _elevation_one(time_ns[i], lat_deg[i], lon_deg[i])

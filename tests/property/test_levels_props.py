@@ -24,7 +24,11 @@ def night(seed: int, extra_triggers: float = 0.0, steps_delta: int = 0):
 
 def levels(program, electrics, triggers, steps):
     res = run_night(
-        program, electrics, triggers=triggers, adaptive_steps=steps, adaptive_interval_s=20.0,
+        program,
+        electrics,
+        triggers=triggers,
+        adaptive_steps=steps,
+        adaptive_interval_s=20.0,
         sample_every_s=1.0,
     )
     return res.samples
@@ -74,7 +78,9 @@ def test_more_presence_never_gives_less_light(seed: int, extra: int) -> None:
         np.concatenate([triggers.step, rng.integers(0, program.n_steps, extra)]),
         np.concatenate([triggers.lamp, rng.integers(0, program.n_lamps, extra)]),
     )
-    assert np.all(levels(program, electrics, more, steps) >= levels(program, electrics, triggers, steps))
+    assert np.all(
+        levels(program, electrics, more, steps) >= levels(program, electrics, triggers, steps)
+    )
 
 
 @SETTINGS
@@ -89,7 +95,9 @@ def test_more_demand_never_gives_less_light(seed: int, data: st.DataObject) -> N
     low = adaptive_steps(demand, down, up)
     high = adaptive_steps(demand + bump, down, up)
     assert np.all(high <= low)
-    assert np.all(levels(program, electrics, triggers, high) >= levels(program, electrics, triggers, low))
+    assert np.all(
+        levels(program, electrics, triggers, high) >= levels(program, electrics, triggers, low)
+    )
 
 
 @SETTINGS
@@ -104,7 +112,9 @@ def test_adaptive_matches_plain_python_and_has_hysteresis(demand: list[float], s
     for n, d in enumerate(demand):
         d32 = float(np.float32(d))
         deepest_allowed_down = sum(d32 < t for t in down)  # steps the demand is low enough for
-        shallowest_allowed_up = sum(d32 < t for t in up)  # steps we must stay at, given up thresholds
+        shallowest_allowed_up = sum(
+            d32 < t for t in up
+        )  # steps we must stay at, given up thresholds
         if deepest_allowed_down > s:
             s = deepest_allowed_down  # demand fell: step down at once
         elif shallowest_allowed_up < s:

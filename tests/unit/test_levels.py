@@ -44,7 +44,11 @@ def test_kernel_matches_plain_python(seed: int) -> None:
     triggers = random_triggers(rng, program, rate=0.01)
     steps = random_steps(rng, program, 30)
     got = run_night(
-        program, electrics, triggers=triggers, adaptive_steps=steps, adaptive_interval_s=30.0,
+        program,
+        electrics,
+        triggers=triggers,
+        adaptive_steps=steps,
+        adaptive_interval_s=30.0,
         sample_every_s=1.0,
     )
     levels, energy = night_python(program, electrics, triggers, steps, 30.0)
@@ -58,7 +62,9 @@ def test_serial_and_parallel_agree() -> None:
     electrics = random_electrics(rng, program.n_lamps)
     triggers = random_triggers(rng, program, rate=0.001)
     steps = random_steps(rng, program, 60)
-    kw = dict(triggers=triggers, adaptive_steps=steps, adaptive_interval_s=60.0, sample_every_s=10.0)
+    kw = dict(
+        triggers=triggers, adaptive_steps=steps, adaptive_interval_s=60.0, sample_every_s=10.0
+    )
     a = run_night(program, electrics, parallel=False, **kw)
     b = run_night(program, electrics, parallel=True, **kw)
     np.testing.assert_array_equal(a.samples, b.samples)
@@ -74,13 +80,20 @@ def test_live_ticks_reproduce_the_night() -> None:
     triggers = random_triggers(rng, program, rate=0.005)
     steps = random_steps(rng, program, 60)
     night = run_night(
-        program, electrics, triggers=triggers, adaptive_steps=steps, adaptive_interval_s=60.0,
+        program,
+        electrics,
+        triggers=triggers,
+        adaptive_steps=steps,
+        adaptive_interval_s=60.0,
         sample_every_s=1.0,
     )
     state = LampState.initial(program.n_lamps)
     for t in range(program.n_steps):
         state = tick(
-            program, state, t, trigger_lamps=triggers.lamp[triggers.step == t],
+            program,
+            state,
+            t,
+            trigger_lamps=triggers.lamp[triggers.step == t],
             steps_now=steps[:, t // 60],
         )
         np.testing.assert_array_equal(state.level_frac, night.samples[:, t])
@@ -155,7 +168,10 @@ def test_presence_boosts_neighbours_and_holds() -> None:
         (dict(start_step=-1), "fall outside the program"),
         (dict(sample_every_s=1.5), "sample_every_s must be a whole number of steps"),
         (dict(deadband_frac=1.5), "deadband_frac must be within"),
-        (dict(override_frac=np.full(3, 2.0, np.float32)), "override_frac must have one value per lamp"),
+        (
+            dict(override_frac=np.full(3, 2.0, np.float32)),
+            "override_frac must have one value per lamp",
+        ),
         (
             dict(triggers=Triggers(np.array([1], np.int64), np.array([99], np.int32))),
             "trigger lamp indices must be within",
@@ -170,5 +186,5 @@ def test_run_night_rejects_bad_arguments(kwargs: dict, message: str) -> None:
 
 
 def test_unsorted_triggers_are_refused_with_a_hint() -> None:
-    with pytest.raises(ValueError, match="sorted by step.*from_unsorted"):
+    with pytest.raises(ValueError, match=r"sorted by step.*from_unsorted"):
         Triggers(np.array([5, 1], np.int64), np.array([0, 0], np.int32))
