@@ -44,6 +44,10 @@ def night_numpy(
     n_steps: int | None = None,
     sample_every_s: float = 0.0,
     deadband_frac: float = 0.02,
+    required_frac=None,
+    lamp_required_row=None,
+    probe_lamp=(),
+    probe_step=(),
 ) -> NightResult:
     n = program.n_lamps
     n_steps = program.n_steps - start_step if n_steps is None else n_steps
@@ -80,6 +84,21 @@ def night_numpy(
     every = round(sample_every_s / program.step_s) if sample_every_s else 0
     samples = np.zeros((n, 0 if not every else -(-n_steps // every)), np.float32)
     one = np.float32(1.0)
+    # Requirement per lamp and interval (0 where a lamp has none), and probes by step.
+    if required_frac is None:
+        required = np.zeros((n, 1 + (start_step + n_steps) // interval), np.float32)
+    else:
+        req_rows = np.zeros(n, int) if lamp_required_row is None else np.asarray(lamp_required_row)
+        required = np.where(
+            (req_rows >= 0)[:, None],
+            np.asarray(required_frac, np.float32)[np.maximum(req_rows, 0)],
+            0,
+        ).astype(np.float32)
+    below = np.zeros(n, np.int64)
+    probe_lamp = np.asarray(probe_lamp, np.int64)
+    probe_step = np.asarray(probe_step, np.int64)
+    probe_level = np.zeros(len(probe_lamp), np.float32)
+    probe_below = np.zeros(len(probe_lamp), np.int64)
     for s in range(n_steps):
         t = start_step + s
         lo = 0 if s == 0 else bounds[s - 1]
@@ -108,6 +127,10 @@ def night_numpy(
         moved = np.abs(new - sent) > np.float32(deadband_frac)
         cmds += moved
         sent = np.where(moved, new, sent)
+        now = probe_step == t
+        probe_level[now] = new[probe_lamp[now]]
+        probe_below[now] = below[probe_lamp[now]]
+        below += new < required[:, t // interval]
         level = new
         if every and s % every == 0:
             samples[:, s // every] = level
@@ -120,6 +143,14 @@ def night_numpy(
         samples=samples,
         sample_every_s=float(every * program.step_s),
         state=LampState(level, hold, sent),
+        below_required_s=below * program.step_s,
+        probe_level_frac=np.where(
+            probe_step == start_step + n_steps, level[probe_lamp], probe_level
+        ),
+        probe_below_required_s=np.where(
+            probe_step == start_step + n_steps, below[probe_lamp], probe_below
+        )
+        * program.step_s,
     )
 
 

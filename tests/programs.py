@@ -38,7 +38,7 @@ def random_program(
     class_factor = np.ones((n_profiles, n_adaptive + 1), np.float32)
     for k in range(1, n_adaptive + 1):
         class_factor[:, k] = class_factor[:, k - 1] * np.float32(rng.uniform(0.5, 0.9))
-    n_nb = rng.integers(0, max_neighbours + 1, size=n_lamps)
+    n_nb = rng.integers(0, min(max_neighbours, n_lamps - 1) + 1, size=n_lamps)
     indptr = np.concatenate(([0], np.cumsum(n_nb))).astype(np.int64)
     indices = np.concatenate(
         [

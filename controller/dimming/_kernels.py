@@ -12,6 +12,12 @@ Presence triggers raise the detecting lamp and its neighbours. Before a night ru
 are expanded into one sorted list of trigger steps per lamp (:func:`_expand_triggers`), which
 makes lamps independent of each other so the night loop runs lamp-major and in parallel.
 
+For the planner's compliance figures a run can also carry *probes*: per-lamp sorted steps at
+which the kernel records the lamp's level (after that step) and how many steps so far the lamp
+spent below the level its lighting class required (``req_frac``, per requirement row and
+adaptive interval). The seconds a road user spent under a lamp below requirement are then the
+difference of two probes, taken when the user arrived and when they left.
+
 Rules: arrays in, preallocated arrays out; no I/O, clock, logging or Python objects. "No
 override" is encoded as a negative level, never NaN, because the level kernels use fastmath.
 """
@@ -89,6 +95,10 @@ def _run_lamp(
     level0,
     hold0,
     sent0,
+    req_frac,
+    lamp_req_row,
+    pr_ptr,
+    pr_step,
     energy_wh,
     on_steps,
     commands,
@@ -97,6 +107,9 @@ def _run_lamp(
     level_out,
     hold_out,
     sent_out,
+    below_steps,
+    pr_level,
+    pr_below,
 ):
     p = lamp_profile[i]
     z = lamp_zone_row[i]
@@ -114,6 +127,10 @@ def _run_lamp(
     sent = sent0[i]
     e = ev_ptr[i]
     e_end = ev_ptr[i + 1]
+    r = lamp_req_row[i]
+    q = pr_ptr[i]
+    q_end = pr_ptr[i + 1]
+    n_below = 0
     n_on = 0
     n_cmd = 0
     n_switch = 0
@@ -157,6 +174,12 @@ def _run_lamp(
         if abs(new - sent) > deadband:
             n_cmd += 1
             sent = new
+        while q < q_end and pr_step[q] <= t:
+            pr_level[q] = new
+            pr_below[q] = n_below
+            q += 1
+        if new < req_frac[r, interval]:
+            n_below += 1
         level = new
         if sample_every > 0:
             if to_sample == 0:
@@ -182,6 +205,11 @@ def _run_lamp(
     level_out[i] = level
     hold_out[i] = hold_until
     sent_out[i] = sent
+    below_steps[i] = n_below
+    while q < q_end:  # probes at the run's end step
+        pr_level[q] = level
+        pr_below[q] = n_below
+        q += 1
 
 
 @njit(**FAST_OPTIONS)
@@ -213,6 +241,10 @@ def _night_serial(
     level0,
     hold0,
     sent0,
+    req_frac,
+    lamp_req_row,
+    pr_ptr,
+    pr_step,
     energy_wh,
     on_steps,
     commands,
@@ -221,6 +253,9 @@ def _night_serial(
     level_out,
     hold_out,
     sent_out,
+    below_steps,
+    pr_level,
+    pr_below,
 ):
     for i in range(lamp_profile.shape[0]):
         _run_lamp(
@@ -252,6 +287,10 @@ def _night_serial(
             level0,
             hold0,
             sent0,
+            req_frac,
+            lamp_req_row,
+            pr_ptr,
+            pr_step,
             energy_wh,
             on_steps,
             commands,
@@ -260,6 +299,9 @@ def _night_serial(
             level_out,
             hold_out,
             sent_out,
+            below_steps,
+            pr_level,
+            pr_below,
         )
 
 
@@ -292,6 +334,10 @@ def _night_parallel(
     level0,
     hold0,
     sent0,
+    req_frac,
+    lamp_req_row,
+    pr_ptr,
+    pr_step,
     energy_wh,
     on_steps,
     commands,
@@ -300,6 +346,9 @@ def _night_parallel(
     level_out,
     hold_out,
     sent_out,
+    below_steps,
+    pr_level,
+    pr_below,
 ):
     for i in prange(lamp_profile.shape[0]):
         _run_lamp(
@@ -331,6 +380,10 @@ def _night_parallel(
             level0,
             hold0,
             sent0,
+            req_frac,
+            lamp_req_row,
+            pr_ptr,
+            pr_step,
             energy_wh,
             on_steps,
             commands,
@@ -339,6 +392,9 @@ def _night_parallel(
             level_out,
             hold_out,
             sent_out,
+            below_steps,
+            pr_level,
+            pr_below,
         )
 
 

@@ -8,6 +8,7 @@ that was simulated is the policy that runs. The wrappers check every array and r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -89,6 +90,9 @@ class NightResult:
     (standby included). ``on_s`` burning seconds; ``commands`` levels that moved more than the
     deadband since the last one sent (radio traffic); ``switch_ons`` off-to-on transitions;
     ``samples[i, s]`` the level at every ``sample_every_s`` seconds (empty if not asked for).
+    ``below_required_s`` seconds each lamp was below its required level (see ``run_night``);
+    ``probe_level_frac[m]`` / ``probe_below_required_s[m]``: for probe ``m``, the lamp's level
+    after the probe's step and its seconds below requirement before that step.
     """
 
     energy_wh: F64
@@ -98,6 +102,9 @@ class NightResult:
     samples: F32
     sample_every_s: float
     state: LampState
+    below_required_s: F64
+    probe_level_frac: F32
+    probe_below_required_s: F64
 
     @property
     def energy_kwh(self) -> float:
@@ -108,8 +115,14 @@ class NightResult:
         return np.asarray(self.energy_wh.sum(axis=0) / 1000.0, dtype=np.float64)
 
 
-def _zone_rows(program: NightProgram, steps: npt.NDArray[np.int8] | None) -> tuple[I32, np.ndarray]:
-    """Adaptive steps with an extra all-zero last row for lamps without a zone (-1)."""
+def _zone_rows(
+    program: NightProgram, steps: npt.NDArray[np.int8] | None, n_intervals: int = 1
+) -> tuple[I32, np.ndarray]:
+    """Adaptive steps with an extra all-zero last row for lamps without a zone (-1).
+
+    The result has at least ``n_intervals`` columns (zero-padded) so that the kernel can index
+    every interval of the run for every row.
+    """
     zone = program.lamp_zone
     if steps is None:
         if zone.size and zone.max() >= 0:
@@ -126,7 +139,7 @@ def _zone_rows(program: NightProgram, steps: npt.NDArray[np.int8] | None) -> tup
         raise ValueError(
             f"adaptive steps must be within [0, {program.n_adaptive_steps}] (class_factor columns)"
         )
-    ext = np.zeros((steps.shape[0] + 1, max(steps.shape[1], 1)), dtype=np.int32)
+    ext = np.zeros((steps.shape[0] + 1, max(steps.shape[1], n_intervals, 1)), dtype=np.int32)
     ext[: steps.shape[0], : steps.shape[1]] = steps
     rows = np.where(zone < 0, steps.shape[0], zone).astype(np.int32)
     return rows, ext
@@ -168,6 +181,66 @@ def _check_triggers(triggers: Triggers, n_lamps: int) -> None:
         raise ValueError(f"trigger lamp indices must be within [0, {n_lamps})")
 
 
+def _requirements(
+    program: NightProgram,
+    required_frac: npt.ArrayLike | None,
+    lamp_required_row: npt.ArrayLike | None,
+    n_intervals: int,
+) -> tuple[I32, F32]:
+    """Requirement rows with an extra all-zero last row for lamps without a requirement.
+
+    At least ``n_intervals`` columns, zero-padded, like :func:`_zone_rows`.
+    """
+    n = program.n_lamps
+    if required_frac is None:
+        if lamp_required_row is not None:
+            raise ValueError("lamp_required_row was given without required_frac")
+        return np.zeros(n, dtype=np.int32), np.zeros((1, max(n_intervals, 1)), dtype=np.float32)
+    req = np.asarray(required_frac, dtype=np.float32)
+    if (
+        req.ndim != 2
+        or not np.all(np.isfinite(req))
+        or (req.size and (req.min() < 0 or req.max() > 1))
+    ):
+        raise ValueError("required_frac must be a 2-D array [row, interval] of levels in [0, 1]")
+    rows = (
+        np.zeros(n, dtype=np.int32)
+        if lamp_required_row is None
+        else np.asarray(lamp_required_row, dtype=np.int32).reshape(-1)
+    )
+    if rows.shape != (n,) or (n and (rows.min() < -1 or rows.max() >= req.shape[0])):
+        raise ValueError(
+            f"lamp_required_row must give each of {n} lamps a row of required_frac, or -1"
+        )
+    ext = np.zeros((req.shape[0] + 1, max(req.shape[1], n_intervals, 1)), dtype=np.float32)
+    ext[: req.shape[0], : req.shape[1]] = req
+    return np.where(rows < 0, req.shape[0], rows).astype(np.int32), ext
+
+
+def _probes(
+    n_lamps: int, probe_lamp: npt.ArrayLike, probe_step: npt.ArrayLike, first: int, end: int
+) -> tuple[npt.NDArray[np.intp], I64, I64]:
+    """Probes sorted by lamp then step, as CSR; ``order`` maps sorted positions to the caller's."""
+    lamp = np.asarray(probe_lamp, dtype=np.int64).reshape(-1)
+    step = np.asarray(probe_step, dtype=np.int64).reshape(-1)
+    if lamp.shape != step.shape:
+        raise ValueError("probe_lamp and probe_step must have the same length")
+    if len(lamp) and (lamp.min() < 0 or lamp.max() >= n_lamps):
+        raise ValueError(f"probe lamps must be within [0, {n_lamps})")
+    if len(step) and (step.min() < first or step.max() > end):
+        raise ValueError(f"probe steps must be within the run's steps {first}..{end}")
+    order = np.lexsort((step, lamp))
+    ptr = np.zeros(n_lamps + 1, dtype=np.int64)
+    np.cumsum(np.bincount(lamp, minlength=n_lamps), out=ptr[1:])
+    return order, ptr, np.ascontiguousarray(step[order])
+
+
+def _unsort(values: npt.NDArray[np.generic], order: npt.NDArray[np.intp]) -> npt.NDArray[Any]:
+    out = np.empty_like(values)
+    out[order] = values
+    return out
+
+
 def expand_triggers(program: NightProgram, triggers: Triggers) -> tuple[I64, I64]:
     """Per-lamp sorted trigger steps (CSR ``ptr``, ``steps``): each lamp and its neighbours."""
     _check_triggers(triggers, program.n_lamps)
@@ -194,13 +267,21 @@ def run_night(
     n_steps: int | None = None,
     sample_every_s: float = 0.0,
     deadband_frac: float = 0.02,
+    required_frac: npt.ArrayLike | None = None,
+    lamp_required_row: npt.ArrayLike | None = None,
+    probe_lamp: npt.ArrayLike = (),
+    probe_step: npt.ArrayLike = (),
     parallel: bool | None = None,
 ) -> NightResult:
     """Drive every lamp of ``program`` through steps ``start_step .. start_step + n_steps``.
 
     ``adaptive_steps[z, n]`` are each zone's class steps in intervals of ``adaptive_interval_s``
     counted from the program's first step (see :func:`controller.dimming.adaptive.adaptive_steps`).
-    ``parallel=None`` picks the parallel kernel for large fleets.
+    ``required_frac[r, n]`` is the level a lamp of requirement row ``r`` must give in adaptive
+    interval ``n`` (what its lighting class requires then); ``lamp_required_row[i]`` picks each
+    lamp's row (-1: no requirement). Probes (``probe_lamp[m]``, ``probe_step[m]``, steps within
+    ``start_step .. start_step + n_steps``) record a lamp's level and its seconds below requirement
+    at given steps, in the order given. ``parallel=None`` picks the parallel kernel for large fleets.
     """
     n = program.n_lamps
     if len(electrics.rated_power_w) != n:
@@ -225,13 +306,22 @@ def run_night(
         raise ValueError("deadband_frac must be within [0, 1)")
     state = LampState.initial(n) if state is None else state
     _check_state(state, n)
+    needed = (start_step + n_steps - 1) // round(interval_steps) + 1
     zone_rows, steps_ext = _zone_rows(program, adaptive_steps)
     if n and zone_rows.min() < steps_ext.shape[0] - 1:
-        needed = (start_step + n_steps - 1) // round(interval_steps) + 1
         if steps_ext.shape[1] < needed:
             raise ValueError(
                 f"adaptive_steps covers {steps_ext.shape[1]} intervals, the run needs {needed}"
             )
+    req_rows, req_ext = _requirements(program, required_frac, lamp_required_row, 1)
+    if n and req_rows.min() < req_ext.shape[0] - 1 and req_ext.shape[1] < needed:
+        raise ValueError(
+            f"required_frac covers {req_ext.shape[1]} intervals, the run needs {needed}"
+        )
+    # Pad to every interval of the run: rows without data read zeros, never past the end.
+    zone_rows, steps_ext = _zone_rows(program, adaptive_steps, needed)
+    req_rows, req_ext = _requirements(program, required_frac, lamp_required_row, needed)
+    pr_order, pr_ptr, pr_step = _probes(n, probe_lamp, probe_step, start_step, start_step + n_steps)
     ev_ptr, ev_step = expand_triggers(program, triggers or Triggers.none())
     up, down = _rates(program)
     n_hours = int(np.ceil(n_steps / round(steps_per_hour)))
@@ -244,6 +334,9 @@ def run_night(
     level_out = np.empty(n, dtype=np.float32)
     hold_out = np.empty(n, dtype=np.int64)
     sent_out = np.empty(n, dtype=np.float32)
+    below = np.zeros(n, dtype=np.int64)
+    pr_level = np.zeros(len(pr_step), dtype=np.float32)
+    pr_below = np.zeros(len(pr_step), dtype=np.int64)
     use_parallel = n >= PARALLEL_MIN_LAMPS if parallel is None else parallel
     kernel = _night_parallel if use_parallel else _night_serial
     kernel(
@@ -274,6 +367,10 @@ def run_night(
         state.level_frac,
         state.hold_until_step,
         state.sent_frac,
+        req_ext,
+        req_rows,
+        pr_ptr,
+        pr_step,
         energy,
         on_steps,
         commands,
@@ -282,6 +379,9 @@ def run_night(
         level_out,
         hold_out,
         sent_out,
+        below,
+        pr_level,
+        pr_below,
     )
     energy *= program.step_s / 3600.0
     return NightResult(
@@ -292,6 +392,9 @@ def run_night(
         samples=samples,
         sample_every_s=float(sample_every * program.step_s),
         state=LampState(level_out, hold_out, sent_out),
+        below_required_s=below.astype(np.float64) * program.step_s,
+        probe_level_frac=_unsort(pr_level, pr_order),
+        probe_below_required_s=_unsort(pr_below, pr_order).astype(np.float64) * program.step_s,
     )
 
 

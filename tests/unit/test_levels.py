@@ -20,8 +20,16 @@ def test_kernel_matches_numpy_twin(seed: int) -> None:
     electrics = random_electrics(rng, program.n_lamps)
     triggers = random_triggers(rng, program, rate=0.002)
     steps = random_steps(rng, program, int(INTERVAL_S))
+    n_probes = 200
     kwargs = dict(
-        triggers=triggers, adaptive_steps=steps, adaptive_interval_s=INTERVAL_S, sample_every_s=30.0
+        triggers=triggers,
+        adaptive_steps=steps,
+        adaptive_interval_s=INTERVAL_S,
+        sample_every_s=30.0,
+        required_frac=rng.uniform(0, 1, size=(3, 7200 // 60)).astype(np.float32),
+        lamp_required_row=rng.integers(-1, 3, size=program.n_lamps),
+        probe_lamp=rng.integers(0, program.n_lamps, size=n_probes),
+        probe_step=rng.integers(0, program.n_steps + 1, size=n_probes),
     )
     got = run_night(program, electrics, **kwargs)
     want = night_numpy(program, electrics, **kwargs)
@@ -32,6 +40,10 @@ def test_kernel_matches_numpy_twin(seed: int) -> None:
     np.testing.assert_array_equal(got.switch_ons, want.switch_ons)
     np.testing.assert_array_equal(got.on_s, want.on_s)
     np.testing.assert_allclose(got.energy_wh, want.energy_wh, rtol=1e-9)
+    np.testing.assert_array_equal(got.below_required_s, want.below_required_s)
+    np.testing.assert_array_equal(got.probe_level_frac, want.probe_level_frac)
+    np.testing.assert_array_equal(got.probe_below_required_s, want.probe_below_required_s)
+    assert got.below_required_s.sum() > 0
     assert got.energy_wh.shape == (15, 2)
     assert got.samples.shape == (15, 240)
 
@@ -129,6 +141,35 @@ def test_override_replaces_program_but_not_floor() -> None:
     assert np.all(got.samples >= floor)  # an override of 0 cannot darken a lit lamp
     lit = floor[0] > 0
     assert np.all(got.samples[0, lit] == floor[0, lit])
+
+
+def test_probes_measure_seconds_below_requirement() -> None:
+    """A lamp dimmed to 0.5 under a requirement of 0.8 is below it every second it is lit."""
+    rng = np.random.default_rng(2)
+    base = random_program(rng, n_lamps=2, n_steps=120, n_profiles=1, n_zones=0)
+    program = base.__class__(
+        **{
+            **base.__dict__,
+            "program_frac": np.full((1, 120), 0.5, np.float32),
+            "floor_frac": np.full((1, 120), 0.1, np.float32),
+            "boost_frac": np.zeros(1, np.float32),
+            "fade_up_frac_per_s": np.ones(1, np.float32),
+            "ceiling_frac": np.ones(2, np.float32),
+        }
+    )
+    required = np.array([[0.8, 0.8], [0.4, 0.4]], np.float32)  # two 60 s intervals
+    res = run_night(
+        program,
+        LampElectrics.uniform(2, 10.0),
+        adaptive_interval_s=60.0,
+        required_frac=required,
+        lamp_required_row=[0, 1],
+        probe_lamp=[0, 0, 1, 0],
+        probe_step=[10, 40, 40, 120],
+    )
+    assert res.below_required_s.tolist() == [120.0, 0.0]
+    assert res.probe_below_required_s.tolist() == [10.0, 40.0, 0.0, 120.0]
+    np.testing.assert_allclose(res.probe_level_frac, 0.5)
 
 
 def test_presence_boosts_neighbours_and_holds() -> None:
