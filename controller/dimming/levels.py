@@ -308,11 +308,10 @@ def run_night(
     _check_state(state, n)
     needed = (start_step + n_steps - 1) // round(interval_steps) + 1
     zone_rows, steps_ext = _zone_rows(program, adaptive_steps)
-    if n and zone_rows.min() < steps_ext.shape[0] - 1:
-        if steps_ext.shape[1] < needed:
-            raise ValueError(
-                f"adaptive_steps covers {steps_ext.shape[1]} intervals, the run needs {needed}"
-            )
+    if n and zone_rows.min() < steps_ext.shape[0] - 1 and steps_ext.shape[1] < needed:
+        raise ValueError(
+            f"adaptive_steps covers {steps_ext.shape[1]} intervals, the run needs {needed}"
+        )
     req_rows, req_ext = _requirements(program, required_frac, lamp_required_row, 1)
     if n and req_rows.min() < req_ext.shape[0] - 1 and req_ext.shape[1] < needed:
         raise ValueError(
