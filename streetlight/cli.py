@@ -158,6 +158,70 @@ def import_(
         console.print(table)
 
 
+@app.command()
+def validate(
+    policy: Annotated[Path, typer.Argument(help="policy document (YAML or JSON)")],
+) -> None:
+    """Validate a policy document; list every problem with its location."""
+    from controller.policy import validate_policy
+    from domain.errors import PolicyError
+
+    try:
+        doc = validate_policy(policy)
+    except PolicyError as err:
+        console.print(f"[bold red]{policy}: invalid[/] ({len(err.issues)} problem(s))")
+        for issue in err.issues:
+            console.print(f"  [yellow]{issue.where}[/]: {issue.message}")
+        raise typer.Exit(code=1) from None
+    console.print(f"[bold green]{policy}: valid[/] - {doc.name} version {doc.version}")
+
+
+@app.command()
+def night(
+    policy: Annotated[Path, typer.Argument(help="policy document")],
+    on: Annotated[
+        str, typer.Option("--date", help="local date the night starts, YYYY-MM-DD")
+    ] = "2026-12-21",
+    tz: Annotated[str, typer.Option(help="IANA time zone")] = "Europe/London",
+    inventory: Annotated[
+        Path | None, typer.Option(help="inventory file (default: the sample town)")
+    ] = None,
+    mapping: Annotated[Path | None, typer.Option(help="column mapping for --inventory")] = None,
+) -> None:
+    """Compile a policy for one night and report energy and switching, without presence."""
+    from controller.dimming.levels import run_night
+    from controller.dimming.power import LampElectrics
+    from controller.policy import compile_night_full, validate_policy
+    from domain.importer import ColumnMapping, import_inventory
+    from streetlight.sample_town import sample_town
+
+    try:
+        doc = validate_policy(policy)
+        inv = (
+            import_inventory(
+                inventory, ColumnMapping.from_file(mapping) if mapping else ColumnMapping()
+            )[0]
+            if inventory
+            else sample_town()
+        )
+        compiled = compile_night_full(doc, inv, on, tz)
+        program = compiled.program
+        # No demand measured here: every adaptive zone stays at its normal class.
+        zones_at_normal = np.zeros((len(program.zone_names), program.n_steps // 900 + 1), np.int8)
+        res = run_night(program, LampElectrics.from_inventory(inv), adaptive_steps=zones_at_normal)
+    except (StreetlightError, ValueError, OSError) as err:
+        raise _fail(str(err)) from None
+    lit_h = sum(b - a for a, b in compiled.lit_ns) / 3.6e12
+    console.print(
+        f"[bold]{doc.name}[/] v{doc.version}, night of {on} ({tz}), {len(inv):,} lamps, "
+        f"profile '{compiled.profile}', lit {lit_h:.2f} h"
+    )
+    console.print(
+        f"  energy {res.energy_kwh:,.1f} kWh; burning {res.on_s.sum() / 3600:,.0f} lamp-hours; "
+        f"{int(res.commands.sum()):,} commands; {int(res.switch_ons.sum()):,} switch-ons"
+    )
+
+
 def _mapping_dict(mapping: object) -> dict[str, object]:
     from dataclasses import asdict
 

@@ -1,7 +1,7 @@
 """A small, generated sample town so that ``make run`` works with no data files.
 
 Streets on a grid around a real place, lamps every ``spacing_m`` metres: residential streets
-(class P4, 35 W LED) and two main roads (class M5, 70 W LED). Presence detections follow an
+(class P4, 35 W LED) and two main roads (class P3, 70 W LED). Presence detections follow an
 hourly evening footfall shape (busy early evening, quiet small hours), as Poisson arrivals.
 Everything is seeded: the same seed gives the same town and the same detections.
 """
@@ -71,7 +71,7 @@ def sample_town(
                     lat_deg=lat_deg + y_m / m_per_deg_lat,
                     rated_power_w=70.0 if main else 35.0,
                     standby_power_w=0.5,
-                    lighting_class=LightingClass.M5 if main else LightingClass.P4,
+                    lighting_class=LightingClass.P3 if main else LightingClass.P4,
                     street=f"{'Main Road' if main else 'Street'} {s}",
                     order_on_street=k,
                     group="main" if main else "residential",

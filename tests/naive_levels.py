@@ -124,9 +124,11 @@ def night_numpy(
         pf = tab[rows, j] + (x - j) * (tab[rows, j + 1] - tab[rows, j])
         power = electrics.standby_power_w + np.where(lit, electrics.rated_power_w * pf, 0.0)
         energy[:, s // sph] += power
-        moved = np.abs(new - sent) > np.float32(deadband_frac)
+        # Commands carry fade times: one per change of the floored target, not per fade step.
+        goal = np.minimum(np.maximum(target, program.floor_frac[prof, t]), one).astype(np.float32)
+        moved = np.abs(goal - sent) > np.float32(deadband_frac)
         cmds += moved
-        sent = np.where(moved, new, sent)
+        sent = np.where(moved, goal, sent)
         now = probe_step == t
         probe_level[now] = new[probe_lamp[now]]
         probe_below[now] = below[probe_lamp[now]]

@@ -34,12 +34,12 @@ POWER_TABLE_STEPS = 100
 
 
 @njit(inline="always", **FAST_OPTIONS)
-def _lamp_step(level, held, prog, factor, boost, ceiling, override, floor, up, down):
-    """One step of one lamp: the level after this step, a float32 fraction.
+def _target(held, prog, factor, boost, ceiling, override):
+    """The level a lamp is driven towards this step, before the safety floor.
 
     ``held`` is True while a presence detection holds the boost. A lamp switched off by the
     program (``prog == 0``) is not woken by presence. An override (``override >= 0``) replaces
-    the program target; nothing goes below the safety floor or above full output.
+    the program target.
     """
     base = prog * factor
     target = base
@@ -48,10 +48,18 @@ def _lamp_step(level, held, prog, factor, boost, ceiling, override, floor, up, d
     target = min(target, ceiling)
     if override >= 0.0:
         target = override
-    # Equal, by distributing max over min, to min(max(min(max(target, level - down),
-    # level + up), floor), 1): the fade limits, then the floor, then full output. Written so
-    # the chain that depends on the previous level is three operations long, not five; that
-    # chain is what bounds a lamp's steps per second.
+    return target
+
+
+@njit(inline="always", **FAST_OPTIONS)
+def _lamp_step(level, target, floor, up, down):
+    """One step of one lamp towards ``target``: the new level, a float32 fraction.
+
+    Equal, by distributing max over min, to min(max(min(max(target, level - down), level + up),
+    floor), 1): the fade limits, then the safety floor, then full output. Written so that the
+    chain depending on the previous level is three operations long, not five; that chain is
+    what bounds a lamp's steps per second.
+    """
     upper = min(max(level + up, floor), np.float32(1.0))
     return min(max(level - down, max(target, floor)), upper)
 
@@ -149,18 +157,9 @@ def _run_lamp(
             hold_until = max(hold_until, ev_step[e] + hold_p)
             e += 1
         k = steps[z, interval]
-        new = _lamp_step(
-            level,
-            hold_until > t,
-            program[p, t],
-            class_factor[p, k],
-            boost_p,
-            ceil_i,
-            ovr,
-            floor[p, t],
-            up_p,
-            down_p,
-        )
+        target = _target(hold_until > t, program[p, t], class_factor[p, k], boost_p, ceil_i, ovr)
+        fl = floor[p, t]
+        new = _lamp_step(level, target, fl, up_p, down_p)
         if new != level:
             # Levels hold still for most steps; interpolate the power table only on a change.
             watts = standby
@@ -171,9 +170,12 @@ def _run_lamp(
         if new > 0.0:
             n_on += 1
         power_sum += watts
-        if abs(new - sent) > deadband:
+        # A command carries its fade time (TALQ, DALI), so the controller sends one per change
+        # of the floored target, not one per step of a fade.
+        goal = min(max(target, fl), np.float32(1.0))
+        if abs(goal - sent) > deadband:
             n_cmd += 1
-            sent = new
+            sent = goal
         while q < q_end and pr_step[q] <= t:
             pr_level[q] = new
             pr_below[q] = n_below
@@ -461,18 +463,10 @@ def _tick(
     for i in range(lamp_profile.shape[0]):
         p = lamp_profile[i]
         k = steps_now[lamp_zone_row[i]]
-        level_out[i] = _lamp_step(
-            level[i],
-            hold_until[i] > t,
-            program[p, t],
-            class_factor[p, k],
-            boost[p],
-            ceiling[i],
-            override[i],
-            floor[p, t],
-            up[p],
-            down[p],
+        target = _target(
+            hold_until[i] > t, program[p, t], class_factor[p, k], boost[p], ceiling[i], override[i]
         )
+        level_out[i] = _lamp_step(level[i], target, floor[p, t], up[p], down[p])
 
 
 @njit(**JIT_OPTIONS)

@@ -34,7 +34,8 @@ class LampState:
     """What a lamp carries from one step to the next.
 
     ``hold_until_step``: presence holds the boost while ``step < hold_until_step``.
-    ``sent_frac``: the level last sent to the controller (for deadband command counting).
+    ``sent_frac``: the (floored) target last sent to the controller, for deadband command
+    counting: a command carries its fade time, so one change of target is one command.
     """
 
     level_frac: F32
@@ -88,7 +89,8 @@ class NightResult:
 
     ``energy_wh[i, h]`` is lamp ``i``'s energy in hour ``h`` counted from the run's first step
     (standby included). ``on_s`` burning seconds; ``commands`` levels that moved more than the
-    deadband since the last one sent (radio traffic); ``switch_ons`` off-to-on transitions;
+    deadband since the last one sent (radio traffic: one command per change of target, its
+    fade carried by the command); ``switch_ons`` off-to-on transitions;
     ``samples[i, s]`` the level at every ``sample_every_s`` seconds (empty if not asked for).
     ``below_required_s`` seconds each lamp was below its required level (see ``run_night``);
     ``probe_level_frac[m]`` / ``probe_below_required_s[m]``: for probe ``m``, the lamp's level
