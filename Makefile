@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	$(BIN)/streetlight demo
+	$(BIN)/streetlight simulate streetlight/samples/scenario_sample_town.yaml
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -121,5 +121,19 @@ class InventoryArrays:
             lamp_type=str(self.lamp_type[i]),
         )
 
+    def subset(self, index: npt.ArrayLike) -> InventoryArrays:
+        """The lamps at ``index`` (positions or a boolean mask), in that order."""
+        idx = np.arange(len(self))[np.asarray(index)]
+        return InventoryArrays(
+            **{
+                name: (
+                    getattr(self, name)[idx]
+                    if isinstance(getattr(self, name), np.ndarray)
+                    else getattr(self, name)
+                )
+                for name in self.__dataclass_fields__
+            }
+        )
+
     def lamps(self) -> list[Lamp]:
         return [self.lamp(i) for i in range(len(self))]

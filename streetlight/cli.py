@@ -193,7 +193,7 @@ def night(
     from controller.dimming.power import LampElectrics
     from controller.policy import compile_night_full, validate_policy
     from domain.importer import ColumnMapping, import_inventory
-    from streetlight.sample_town import sample_town
+    from simulation.sample_town import sample_town
 
     try:
         doc = validate_policy(policy)
@@ -219,6 +219,50 @@ def night(
     console.print(
         f"  energy {res.energy_kwh:,.1f} kWh; burning {res.on_s.sum() / 3600:,.0f} lamp-hours; "
         f"{int(res.commands.sum()):,} commands; {int(res.switch_ons.sum()):,} switch-ons"
+    )
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[
+        Path, typer.Argument(help="scenario file (YAML or TOML), see docs/scenarios.md")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="output folder (default artifacts/<scenario name>)")
+    ] = None,
+) -> None:
+    """Replay nights for a town under several policies; compare energy, cost, CO2 and compliance."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from simulation.report import print_comparison, write_all
+    from simulation.run import run_scenario
+    from simulation.scenario import load_scenario
+
+    try:
+        spec = load_scenario(scenario)
+    except (StreetlightError, ValueError) as err:
+        raise _fail(str(err)) from None
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(f"simulating {spec.name}", total=len(spec.policies) * spec.nights.count)
+
+        def advance(label: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, description=label)
+
+        try:
+            report = run_scenario(spec, progress=advance)
+        except (StreetlightError, ValueError, OSError) as err:
+            raise _fail(str(err)) from None
+    print_comparison(report, console)
+    paths = write_all(report, out or Path("artifacts") / spec.name)
+    console.print(
+        f"wall {report.wall_s:.1f} s, of which kernels {report.kernel_s:.1f} s; "
+        f"report: [bold]{paths['html']}[/] and {paths['json']}"
     )
 
 
