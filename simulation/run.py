@@ -11,7 +11,8 @@ Theory of operation
    demand per zone. The same users meet every policy.
 4. *Requirement* (per night, shared): the level each lamp's class requires at each moment:
    the normal class stepped by measured demand with the scenario's reference thresholds,
-   relative to full output, and 0 while the sun is up (official sunrise/sunset).
+   relative to full output, and 0 while the sun is up (official sunrise/sunset), judged in
+   intervals of INTERVAL_S that lie wholly between sunset and sunrise.
 5. *Run* (per policy and night): :func:`controller.dimming.levels.run_night`, the kernel the
    live controller uses, with the policy's adaptive steps from the same demand, and probes at
    every passage's entry and exit, which give seconds below requirement per road user.
@@ -38,7 +39,7 @@ from controller.dimming.adaptive import adaptive_steps
 from controller.dimming.levels import NightResult, Triggers, run_night
 from controller.dimming.power import LampElectrics
 from controller.dimming.program import NightProgram
-from controller.dimming.solar import ZENITH_OFFICIAL_DEG, solar_elevation_deg
+from controller.dimming.solar import ZENITH_OFFICIAL_DEG, dusk_dawn, solar_elevation_deg
 from controller.policy import (
     CompiledNight,
     Policy,
@@ -158,12 +159,16 @@ class NightSetup:
     triggers: Triggers  # in program steps
     required_frac: F32  # [row, interval from the program's first step]
     lamp_required_row: I32
-    dark_s: float  # seconds of the window between sunset and sunrise
+    dark_s: float  # seconds of the window between official sunset and sunrise (centroid)
     notes: tuple[str, ...]
 
     @property
     def window_start_ns(self) -> int:
         return self.compiled[0].program.start_ns + self.start_step * _NS
+
+
+def night_date_64(night: dt.date) -> np.datetime64:
+    return np.datetime64(night.isoformat(), "D")
 
 
 def _window(compiled: list[CompiledNight]) -> tuple[int, int]:
@@ -226,9 +231,14 @@ def _demand_model(
 def _dark_mask(
     lat_deg: float, lon_deg: float, start_ns: int, n_intervals: int, interval_s: float
 ) -> npt.NDArray[np.bool_]:
-    """True for intervals whose midpoint has the sun below the official horizon."""
-    mid = start_ns + ((np.arange(n_intervals) + 0.5) * interval_s * _NS).astype(np.int64)
-    return solar_elevation_deg(mid, lat_deg, lon_deg) < (90.0 - ZENITH_OFFICIAL_DEG)
+    """True for intervals wholly between sunset and sunrise (sun below the official horizon).
+
+    Compliance is judged per interval; an interval that straddles sunset or sunrise is not
+    counted, so lamps switching exactly at sunset are never blamed for the minutes before it.
+    """
+    edges = start_ns + (np.arange(n_intervals + 1) * interval_s * _NS).astype(np.int64)
+    below = solar_elevation_deg(edges, lat_deg, lon_deg) < (90.0 - ZENITH_OFFICIAL_DEG)
+    return np.asarray(below[:-1] & below[1:])
 
 
 def _reference_steps(
@@ -300,7 +310,11 @@ def prepare_night(
         np.arange(len(pairs))[:, None], street_steps[pairs // len(CLASS_ORDER)]
     ]
     required = np.where(dark[None, :], required, 0.0).astype(np.float32)
-    window_dark = dark[offset : offset + n_steps // round(INTERVAL_S)]
+    sunset_ns, sunrise_ns, _ = dusk_dawn(
+        night_date_64(night), float(inv.lat_deg.mean()), float(inv.lon_deg.mean())
+    )
+    end_ns = start_ns + n_steps * _NS
+    dark_s = max(0, min(int(sunrise_ns), end_ns) - max(int(sunset_ns), start_ns)) / _NS
     return NightSetup(
         night,
         tuple(compiled),
@@ -310,7 +324,7 @@ def prepare_night(
         triggers,
         required,
         row_of_lamp.astype(np.int32),
-        float(window_dark.sum() * INTERVAL_S),
+        float(dark_s),
         tuple(notes),
     )
 
