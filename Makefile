@@ -32,9 +32,11 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks.kernel
+	$(BIN)/python -m benchmarks.simulation
 
 bench-quick: setup
 	$(BIN)/python -m benchmarks.kernel --quick --json
+	$(BIN)/python -m benchmarks.simulation --quick --json
 
 lint: setup
 	$(BIN)/ruff format --check .
