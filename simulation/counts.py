@@ -152,7 +152,8 @@ class CountReport:
         """Bad values in the project's common issue form (``where`` is ``row 17``)."""
         return [
             ValidationIssue(
-                f"row {bad.row}", f"{bad.column}={bad.raw!r}: {bad.reason}".replace("=''", "")
+                f"row {bad.row}",
+                f"{bad.column + ' ' if bad.column else ''}{bad.raw!r}: {bad.reason}",
             )
             for bad in self.bad_values
         ]
@@ -583,7 +584,8 @@ def _csv_rows(text: str, positions: list[int], n_header: int) -> _Rows:
 def _read_rows(path: Path, wanted: Sequence[str] | None) -> _Rows:
     """Read the ``wanted`` columns (all if None). Short rows are bad values, not errors."""
     data = _read_bytes(path)
-    first_line = data.split(b"\n", 1)[0].rstrip(b"\r")
+    line_end = data.find(b"\n")
+    first_line = (data if line_end < 0 else data[:line_end]).rstrip(b"\r")
     header = [name.strip() for name in next(csv.reader([_decode(first_line, path)]), [])]
     if not any(header):
         raise CountFileError(f"{path} is empty; expected a header row naming the columns")

@@ -161,6 +161,9 @@ class SensorModel:
 
 # --- rates -------------------------------------------------------------------------------------
 
+#: A guard against building rates for years of counts at once (~800 MB of float64).
+_MAX_RATE_CELLS = 100_000_000
+
 
 def _per_street(value: npt.ArrayLike, n_streets: int, name: str) -> F64:
     array = np.asarray(value, dtype=np.float64)
@@ -346,6 +349,11 @@ class DemandModel:
         """
         sites = _site_indices(counts, site_of_street)
         n_streets = len(sites)
+        if N_MODES * n_streets * counts.n_hours > _MAX_RATE_CELLS:
+            raise ValueError(
+                f"{counts.n_hours} hours for {n_streets} streets is too much to hold as rates; "
+                "take the night you need first, e.g. counts.night(date)"
+            )
         scale_s = _per_street(scale, n_streets, "scale")
         shares = _mix_array(_default_mix(counts, mix), n_streets)
         padded = np.vstack((counts.counts, np.zeros((1, counts.n_hours))))
