@@ -798,7 +798,7 @@ def print_comparison(report: SimulationReport, console: Console) -> None:
             f"{report.current_policy or 'none given'}"
         ),
     )
-    table.add_column("policy")
+    table.add_column("policy", overflow="fold", min_width=12)
     for header in (
         "energy (kWh)",
         "saving vs all-night (%)",
