@@ -20,13 +20,21 @@ import yaml
 from simulation.run import run_scenario
 from simulation.scenario import load_scenario
 
-SWITCHING = {"on": {"event": "sunset", "offset_min": 0}, "off": {"event": "sunrise", "offset_min": 0}}
+SWITCHING = {
+    "on": {"event": "sunset", "offset_min": 0},
+    "off": {"event": "sunrise", "offset_min": 0},
+}
 
 
 def _policy(name: str, steps: list[dict[str, object]]) -> dict[str, object]:
     return {
-        "schema_version": 1, "name": name, "version": 1, "lighting_classes": ["P3", "P4"],
-        "switching": SWITCHING, "calendar": [{"profile": "p"}], "profiles": {"p": {"steps": steps}},
+        "schema_version": 1,
+        "name": name,
+        "version": 1,
+        "lighting_classes": ["P3", "P4"],
+        "switching": SWITCHING,
+        "calendar": [{"profile": "p"}],
+        "profiles": {"p": {"steps": steps}},
     }
 
 
@@ -39,8 +47,16 @@ def main() -> None:
     energy = {"all-night": 0.0, "part-night": 0.0}
     for month in range(1, 13):
         scenario = {
-            "name": "shropshire-check", "tz": "Europe/London",
-            "inventory": {"sample_town": {"streets": 2, "lamps_per_street": 10, "lat_deg": 52.7, "lon_deg": -2.75}},
+            "name": "shropshire-check",
+            "tz": "Europe/London",
+            "inventory": {
+                "sample_town": {
+                    "streets": 2,
+                    "lamps_per_street": 10,
+                    "lat_deg": 52.7,
+                    "lon_deg": -2.75,
+                }
+            },
             "demand": {"footfall_peak_per_h": 0, "traffic_peak_per_h": 0},
             "policies": [{"file": "all.yaml"}, {"file": "pn.yaml"}],
             "nights": {"first": dt.date(2026, month, 15).isoformat(), "count": 1},
@@ -49,7 +65,9 @@ def main() -> None:
         report = run_scenario(load_scenario(tmp / "s.yaml"))
         for p in report.policies:
             energy[p.policy] += p.energy_kwh
-        print(f"2026-{month:02d}-15: part-night saves {1 - report.policies[1].energy_kwh / report.policies[0].energy_kwh:6.1%}")
+        print(
+            f"2026-{month:02d}-15: part-night saves {1 - report.policies[1].energy_kwh / report.policies[0].energy_kwh:6.1%}"
+        )
     per_lamp = 1 - energy["part-night"] / energy["all-night"]
     print(f"year sample: a part-night lamp uses {per_lamp:.1%} less than an all-night lamp")
     for watt_ratio in (1.0, 0.6):
