@@ -1,0 +1,81 @@
+"""The gateway's MQTT link against a real mosquitto: reconnects, re-subscribes, survives bad handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiomqtt
+import pytest
+
+from gateways.mqtt import BrokerSettings, LinkDown, MqttLink
+from tests.integration.conftest import Broker
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def _until(condition, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        await asyncio.sleep(0.02)
+
+
+async def _publish(port: int, topic: str, payloads: list[bytes]) -> None:
+    async with aiomqtt.Client("127.0.0.1", port) as client:
+        for p in payloads:
+            await client.publish(topic, p, qos=1)
+
+
+def test_reconnects_and_resubscribes_after_a_broker_restart(mosquitto: Broker) -> None:
+    got: list[bytes] = []
+
+    def on_message(topic: str, payload: bytes) -> None:
+        if payload == b"boom":
+            raise ValueError("malformed")
+        got.append(payload)
+
+    async def scenario() -> None:
+        link = MqttLink(
+            BrokerSettings(port=mosquitto.port, client_id="gw-test", keepalive_s=5),
+            subscriptions=[("t/#", 1)],
+            on_message=on_message,
+            backoff_s=(0.1, 1.0),
+        )
+        async with link:
+            await link.wait_connected(5)
+            await _publish(mosquitto.port, "t/a", [b"1", b"boom", b"2"])
+            await _until(lambda: got == [b"1", b"2"], 5)
+            assert link.counters.handler_errors == 1  # counted, the link kept going
+            await asyncio.to_thread(mosquitto.stop)
+            await _until(lambda: not link.connected, 10)
+            with pytest.raises(LinkDown):
+                await link.publish("t/x", b"lost?")
+            await asyncio.to_thread(mosquitto.start)
+            await link.wait_connected(10)
+            await _publish(mosquitto.port, "t/b", [b"3"])
+            await _until(lambda: got[-1:] == [b"3"], 5)
+            await link.publish("t/self", b"4")
+            await _until(lambda: got[-1:] == [b"4"], 5)
+            assert link.counters.connects == 2 and link.counters.disconnects == 1
+
+    asyncio.run(scenario())
+
+
+def test_credentials_are_required(mosquitto_auth: Broker) -> None:
+    async def scenario() -> tuple[bool, str, bool]:
+        wrong = MqttLink(BrokerSettings(port=mosquitto_auth.port, username="gw-1", password="nope"))
+        async with wrong:
+            await asyncio.sleep(1.0)
+            refused = (wrong.connected, wrong.counters.last_error)
+        right = MqttLink(
+            BrokerSettings(port=mosquitto_auth.port, username="gw-1", password="s3cret-gw")
+        )
+        async with right:
+            await right.wait_connected(5)
+            return refused[0], refused[1], right.connected
+
+    connected_wrong, error, connected_right = asyncio.run(scenario())
+    assert not connected_wrong and error
+    assert connected_right
