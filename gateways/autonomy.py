@@ -78,6 +78,7 @@ class LocalAutonomy:
         self._heard_ns = started_ns
         self._program: NightProgram | None = None
         self._state: LampState | None = None
+        self._before: LampState | None = None
         self._step = -1
         self._pending: set[int] = set()
 
@@ -143,7 +144,13 @@ class LocalAutonomy:
             self._step = step - 1
         triggers = np.array(sorted(self._pending), dtype=np.int32)
         self._pending.clear()
+        if len(triggers) and self._step == step and self._before is not None:
+            # Presence within the step already ticked: tick it again with the detection, so a
+            # lamp rises at once rather than at the next step.
+            self._state = self._before
+            self._step = step - 1
         while self._step < step:
+            self._before = self._state
             self._step += 1
             self._state = tick(
                 program,

@@ -51,7 +51,7 @@ class ControllerUnavailable(StreetlightError):
 
 @dataclass(frozen=True, slots=True)
 class LampNodes:
-    """Resolved node ids of one lamp: writable points by key, and telemetry points by key."""
+    """Addresses of one lamp's points by key: node ids, or browse paths from the root."""
 
     lamp_id: str
     writable: Mapping[str, str]
@@ -224,12 +224,12 @@ class OpcUaController:
         telemetry_nodes = []
         writable: dict[tuple[str, str], Node] = {}
         for lamp in self.lamps:
-            for key, node_id in lamp.telemetry.items():
-                node = client.get_node(node_id)
+            for key, address in lamp.telemetry.items():
+                node = await self._node(client, address)
                 by_node[node.nodeid.to_string()] = (lamp.lamp_id, key)
                 telemetry_nodes.append(node)
-            for key, node_id in lamp.writable.items():
-                writable[(lamp.lamp_id, key)] = client.get_node(node_id)
+            for key, address in lamp.writable.items():
+                writable[(lamp.lamp_id, key)] = await self._node(client, address)
         if telemetry_nodes:
             handler = _Handler(by_node, self.on_telemetry, self.counters)
             subscription = await client.create_subscription(self.publishing_interval_ms, handler)
@@ -249,6 +249,19 @@ class OpcUaController:
         self.counters.connected_since_ns = time.time_ns()
         self._connected.set()
         _log.info("connected to OPC-UA controller %s (%d lamps)", self.endpoint, len(self.lamps))
+
+    @staticmethod
+    async def _node(client: Client, address: str) -> Node:
+        """A node by node id (``ns=2;s=...``, ``i=85``) or by browse path from the root
+        (``0:Objects/2:Cabinet/2:Lamp1/2:Level``), resolved on the server at each connect."""
+        if address.startswith(("ns=", "i=", "s=", "g=", "b=")):
+            return client.get_node(address)
+        try:
+            return await client.nodes.root.get_child(address.split("/"))
+        except UaError as err:
+            raise ValueError(
+                f"browse path {address!r} does not exist on the server (check the point map)"
+            ) from err
 
     async def _drop(self) -> None:
         self._connected.clear()
