@@ -266,6 +266,43 @@ def simulate(
     )
 
 
+@app.command()
+def gateway(
+    config: Annotated[
+        Path,
+        typer.Option("--config", help="gateway configuration (TOML), see docs/gateway-config.md"),
+    ],
+) -> None:
+    """Run the edge gateway agent until interrupted (Ctrl-C or SIGTERM stop it cleanly)."""
+    import asyncio
+    import logging
+    import signal
+
+    from gateways.agent import GatewayAgent
+    from gateways.config import load_gateway_config
+
+    try:
+        settings = load_gateway_config(config)
+    except (StreetlightError, ValueError, OSError) as err:
+        raise _fail(str(err)) from None
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with GatewayAgent(settings) as agent:
+            console.print(
+                f"gateway {settings.gateway.id}: {len(agent.lamp_ids)} lamps, {len(agent.controllers)} controllers"
+            )
+            await stop.wait()
+
+    asyncio.run(main())
+
+
 def _mapping_dict(mapping: object) -> dict[str, object]:
     from dataclasses import asdict
 

@@ -1,0 +1,219 @@
+"""The gateway agent end to end, against a real mosquitto and real asyncua servers.
+
+The lamp controller here speaks vendor-style string node ids (``Acme.Cabinet7.Luminaire[...]``)
+that appear nowhere in the gateway's code: they reach it only through the TOML point map.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from gateways.agent import GatewayAgent
+from gateways.codecs import (
+    AckStatus,
+    DownlinkCommand,
+    decode_ack,
+    decode_uplink,
+    encode_downlink,
+)
+from gateways.config import load_gateway_config
+from domain.records import LampCommand, ReadingKind
+from tests.integration.conftest import Broker, free_port
+from tests.integration.test_opcua_controller import LAMPS, start_server
+
+pytestmark = pytest.mark.timeout(180)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def gateway_toml(
+    tmp: Path, broker_port: int, opc_port: int, *, batch_interval_s: float = 0.2
+) -> Path:
+    lamps = ", ".join(f'{{ lamp_id = "{x}" }}' for x in LAMPS)
+    text = f"""
+schema_version = 1
+dev_mode = true
+
+[gateway]
+id = "gw-test"
+council_id = "test"
+tz = "Europe/London"
+lat_deg = 51.45
+lon_deg = -2.58
+
+[broker]
+host = "127.0.0.1"
+port = {broker_port}
+keepalive_s = 5
+
+[uplink]
+batch_interval_s = {batch_interval_s}
+batch_max_readings = 200
+
+[queue]
+path = "{tmp / "queue.db"}"
+
+[autonomy]
+uplink_timeout_s = 3600
+
+[point_maps.acme-lumi]
+schema_version = 1
+[[point_maps.acme-lumi.points]]
+key = "setpoint"
+node_id = "ns=2;s=Acme.Cabinet7.Luminaire[{{lamp}}].DimCommand_pct"
+unit = "%"
+[[point_maps.acme-lumi.points]]
+key = "level"
+node_id = "ns=2;s=Acme.Cabinet7.Luminaire[{{lamp}}].DimActual_pct"
+unit = "%"
+[[point_maps.acme-lumi.points]]
+key = "power"
+node_id = "ns=2;s=Acme.Cabinet7.Luminaire[{{lamp}}].ActivePower_W"
+unit = "W"
+
+[[opcua_controllers]]
+name = "acme-7"
+endpoint = "opc.tcp://127.0.0.1:{opc_port}/acme/"
+point_map = "acme-lumi"
+lamps = [{lamps}]
+
+[[mqtt_sensors]]
+name = "pir"
+topic = "sensors/{{sensor_id}}/presence"
+lamps = {{ "pir-1" = ["L-0001", "L-0002"] }}
+[mqtt_sensors.payload]
+kind = "presence"
+value = "$.presence"
+time = "$.t"
+time_unit = "ms"
+"""
+    path = tmp / "gateway.toml"
+    path.write_text(text)
+    return path
+
+
+async def _until(condition, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        await asyncio.sleep(0.05)
+
+
+class Central:
+    """The central side as the protocol document says: subscribe, refuse spoofing, de-duplicate."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.readings: dict[str, tuple[str, str, float]] = {}
+        self.duplicates = 0
+        self.acks: list[object] = []
+
+    async def run(self, ready: asyncio.Event) -> None:
+        async with aiomqtt.Client(
+            "127.0.0.1", self.port, identifier="central-test", clean_session=False
+        ) as c:
+            await c.subscribe("streetlight/v1/+/uplink", qos=1)
+            await c.subscribe("streetlight/v1/+/ack", qos=1)
+            ready.set()
+            async for m in c.messages:
+                topic = str(m.topic)
+                gw = topic.split("/")[2]
+                if topic.endswith("/uplink"):
+                    batch = decode_uplink(bytes(m.payload), topic_gateway_id=gw)  # type: ignore[arg-type]
+                    for r in batch.readings:
+                        if r.message_id in self.readings:
+                            self.duplicates += 1
+                        self.readings[r.message_id] = (r.source_id, r.kind.value, r.value)
+                else:
+                    self.acks.append(decode_ack(bytes(m.payload), topic_gateway_id=gw))  # type: ignore[arg-type]
+
+
+def test_vendor_controller_downlink_acks_and_sensor_readings(
+    mosquitto: Broker, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        opc_port = free_port()
+        server, nodes = await start_server(opc_port, {})
+        config = load_gateway_config(gateway_toml(tmp_path, mosquitto.port, opc_port))
+        central = Central(mosquitto.port)
+        ready = asyncio.Event()
+        central_task = asyncio.create_task(central.run(ready))
+        await ready.wait()
+        try:
+            async with GatewayAgent(config) as agent:
+                await agent.link.wait_connected(10)  # type: ignore[union-attr]
+                await agent.controllers[0].wait_connected(10)
+                async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:
+                    cmd = DownlinkCommand(
+                        "cmd-1",
+                        time.time_ns(),
+                        (
+                            LampCommand("L-0001", 0.5, 2.0),
+                            LampCommand("L-0003", 0.25),
+                            LampCommand("L-9999", 1.0),
+                        ),
+                    )
+                    await c.publish("streetlight/v1/gw-test/downlink", encode_downlink(cmd), qos=1)
+                    await _until(lambda: len(central.acks) == 1, 10)
+                    ack = central.acks[0]
+                    assert ack.status is AckStatus.PARTIAL  # type: ignore[attr-defined]
+                    assert [f.lamp_id for f in ack.failed] == ["L-9999"]  # type: ignore[attr-defined]
+                    assert await nodes["L-0001.DimCommand_pct"].read_value() == pytest.approx(50.0)  # type: ignore[attr-defined]
+                    assert await nodes["L-0003.DimCommand_pct"].read_value() == pytest.approx(25.0)  # type: ignore[attr-defined]
+                    # The same command again (a QoS 1 duplicate): acked again, not applied twice.
+                    await c.publish("streetlight/v1/gw-test/downlink", encode_downlink(cmd), qos=1)
+                    await _until(lambda: len(central.acks) == 2, 10)
+                    assert agent.counters.downlinks_duplicate == 1
+                    # Garbage on the downlink is counted, never fatal.
+                    await c.publish("streetlight/v1/gw-test/downlink", b"{not json", qos=1)
+                    # Sensor events: good ones become readings, malformed ones are counted.
+                    now_ms = int(time.time() * 1000)
+                    await c.publish(
+                        "sensors/pir-1/presence",
+                        json.dumps({"presence": 1, "t": now_ms}).encode(),
+                        qos=1,
+                    )
+                    await c.publish("sensors/pir-1/presence", b"\xff\xfe", qos=1)
+                    await c.publish(
+                        "sensors/pir-1/presence",
+                        json.dumps({"presence": "yes", "t": now_ms}).encode(),
+                        qos=1,
+                    )
+                    await c.publish(
+                        "sensors/pir-1/presence",
+                        json.dumps({"presence": 1, "t": now_ms + 1}).encode(),
+                        qos=1,
+                    )
+                # Telemetry from the vendor nodes, in domain units.
+                await nodes["L-0002.DimActual_pct"].write_value(40.0)  # type: ignore[attr-defined]
+                await nodes["L-0002.ActivePower_W"].write_value(33.5)  # type: ignore[attr-defined]
+
+                def seen(source: str, kind: str, value: float) -> bool:
+                    return any(r == (source, kind, value) for r in central.readings.values())
+
+                await _until(
+                    lambda: seen("L-0002", "level_frac", 0.4) and seen("L-0002", "power_w", 33.5),
+                    10,
+                )
+                await _until(
+                    lambda: sum(1 for r in central.readings.values() if r[1] == "presence") == 2, 10
+                )
+                assert agent.counters.sensor_messages_rejected == 2
+                assert agent.counters.downlinks_rejected == 1
+                assert central.duplicates == 0
+                assert agent.status()["mode"] == "central"
+        finally:
+            central_task.cancel()
+            await server.stop()
+
+    asyncio.run(scenario())
