@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import contextlib
+import dataclasses
 import json
 import logging
 import time

@@ -79,11 +79,18 @@ class Broker:
         self.start()
 
 
-def _mosquitto(tmp: Path, *, password: tuple[str, str] | None = None) -> Broker:
+def _mosquitto(
+    tmp: Path, *, password: tuple[str, str] | None = None, persistent: bool = False
+) -> Broker:
     if not Path(MOSQUITTO).exists():
         pytest.fail("mosquitto is not installed: run `make setup` (it installs the Debian package)")
     port = free_port()
-    lines = [f"listener {port} 127.0.0.1", "persistence false", "max_queued_messages 100000"]
+    lines = [f"listener {port} 127.0.0.1", "max_queued_messages 100000"]
+    if persistent:
+        # Sessions and queued QoS 1 messages survive a broker restart (saved on a clean stop).
+        lines += ["persistence true", f"persistence_location {tmp}/", "autosave_interval 1"]
+    else:
+        lines.append("persistence false")
     if os.geteuid() == 0:
         # As root, mosquitto drops to the 'mosquitto' user, which cannot read pytest's 0700 dirs.
         lines.append("user root")
@@ -117,6 +124,16 @@ def mosquitto(tmp_path: Path) -> Iterator[Broker]:
 def mosquitto_auth(tmp_path: Path) -> Iterator[Broker]:
     """A real mosquitto that refuses anonymous clients; user ``gw-1``, password ``s3cret-gw``."""
     broker = _mosquitto(tmp_path, password=("gw-1", "s3cret-gw"))
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def mosquitto_persistent(tmp_path: Path) -> Iterator[Broker]:
+    """A real mosquitto that keeps persistent sessions across its own restarts."""
+    broker = _mosquitto(tmp_path, persistent=True)
     try:
         yield broker
     finally:
