@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import aiomqtt
+import numpy as np
 import pytest
 
 from domain.records import LampCommand
@@ -315,3 +316,65 @@ def test_store_and_forward_through_broker_outage_and_sigkill(
     except BaseException:
         print(log.read_text()[-4000:])
         raise
+
+
+def _night_clock(local_time: str) -> tuple[int, object]:
+    """A clock that reads ``local_time`` (London, December: UTC) now and runs at real speed."""
+    target = int(np.datetime64(local_time, "ns").astype(np.int64))
+    offset = target - time.time_ns()
+    return target, lambda: time.time_ns() + offset
+
+
+def _schedule(tmp: Path, night: str) -> Path:
+    from controller.edge_schedule import save_schedule
+    from controller.policy import compile_night, validate_policy
+    from domain.inventory import InventoryArrays
+    from domain.records import Lamp
+
+    inventory = InventoryArrays.from_lamps(
+        [Lamp(x, "test", -2.58 + k * 1e-4, 51.45, 50.0) for k, x in enumerate(LAMPS)]
+    )
+    policy = validate_policy(ROOT / "streetlight" / "samples" / "policy_part_night.yaml")
+    program = compile_night(policy, inventory, night, "Europe/London")
+    return save_schedule(tmp / "edge-schedule.npz", list(LAMPS), [program])
+
+
+@pytest.mark.parametrize("with_schedule", [True, False])
+def test_cut_uplink_at_night_lamps_follow_the_schedule_or_fail_safe(
+    mosquitto: Broker, tmp_path: Path, with_schedule: bool
+) -> None:
+    async def scenario() -> None:
+        opc_port = free_port()
+        server, nodes = await start_server(opc_port, {})
+        path = gateway_toml(tmp_path, mosquitto.port, opc_port)
+        text = path.read_text().replace("uplink_timeout_s = 3600", "uplink_timeout_s = 2")
+        if with_schedule:
+            schedule = _schedule(tmp_path, "2026-12-21")
+            text = text.replace(
+                "uplink_timeout_s = 2", f'uplink_timeout_s = 2\nschedule_path = "{schedule}"'
+            )
+        path.write_text(text)
+        _, clock = _night_clock("2026-12-21T23:00")  # part-night policy: 75 % until midnight
+        try:
+            async with GatewayAgent(load_gateway_config(path), clock=clock) as agent:  # type: ignore[arg-type]
+                await agent.controllers[0].wait_connected(10)
+                assert agent.status()["mode"] == "central"
+                # Nobody speaks for the central service: after 2 s the gateway drives on its own.
+                expected = 75.0 if with_schedule else 100.0
+                deadline = time.monotonic() + 10
+                while True:
+                    values = [await nodes[f"{x}.DimCommand_pct"].read_value() for x in LAMPS]  # type: ignore[attr-defined]
+                    if all(v == pytest.approx(expected) for v in values):
+                        break
+                    assert time.monotonic() < deadline, f"setpoints {values}, expected {expected}"
+                    await asyncio.sleep(0.2)
+                assert agent.status()["mode"] == ("schedule" if with_schedule else "fail_safe")
+                assert all(v > 0 for v in values)  # never dark at night
+                # The central service speaks again: it drives, the local loop stands back.
+                async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:
+                    await c.publish("streetlight/v1/central/heartbeat", b'{"v": 1}', qos=1)
+                await _until(lambda: agent.status()["mode"] == "central", 5)
+        finally:
+            await server.stop()
+
+    asyncio.run(scenario())
