@@ -7,6 +7,7 @@ can fix (bad files, bad options) end with a one-line message and exit code 2, ne
 from __future__ import annotations
 
 import json
+import time
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -294,7 +295,7 @@ def gateway(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with GatewayAgent(settings) as agent:
+        async with GatewayAgent(settings, clock=clock) as agent:
             console.print(
                 f"gateway {settings.gateway.id}: {len(agent.lamp_ids)} lamps, {len(agent.controllers)} controllers"
             )
