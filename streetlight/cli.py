@@ -289,6 +289,15 @@ def gateway(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    offset_ns = 0
+    if clock_start is not None:
+        try:
+            offset_ns = int(np.datetime64(clock_start, "ns").astype(np.int64)) - time.time_ns()
+        except ValueError:
+            raise _fail(f"--clock-start must be an ISO date-time, got {clock_start!r}") from None
+
+    def clock() -> int:
+        return time.time_ns() + offset_ns
 
     async def main() -> None:
         stop = asyncio.Event()
