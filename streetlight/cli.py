@@ -273,6 +273,10 @@ def gateway(
         Path,
         typer.Option("--config", help="gateway configuration (TOML), see docs/gateway-config.md"),
     ],
+    clock_start: Annotated[
+        str | None,
+        typer.Option(help="run as if it were this UTC time now (ISO, e.g. 2026-12-21T23:00)"),
+    ] = None,
 ) -> None:
     """Run the edge gateway agent until interrupted (Ctrl-C or SIGTERM stop it cleanly)."""
     import asyncio
