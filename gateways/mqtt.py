@@ -166,7 +166,7 @@ class MqttLink:
                         self.counters.messages_in += 1
                         await self._handle(str(message.topic), message.payload)
             except aiomqtt.MqttError as err:
-                self.counters.last_error = str(err)
+                self.counters.last_error = f"{type(err).__name__}: {err}"
                 if self._connected.is_set():
                     self.counters.disconnects += 1
                     _log.warning(

@@ -80,12 +80,22 @@ class Broker:
 
 
 def _mosquitto(
-    tmp: Path, *, password: tuple[str, str] | None = None, persistent: bool = False
+    tmp: Path,
+    *,
+    password: tuple[str, str] | None = None,
+    persistent: bool = False,
+    tls: dict[str, Path] | None = None,
 ) -> Broker:
     if not Path(MOSQUITTO).exists():
         pytest.fail("mosquitto is not installed: run `make setup` (it installs the Debian package)")
     port = free_port()
     lines = [f"listener {port} 127.0.0.1", "max_queued_messages 100000"]
+    if tls is not None:
+        lines += [
+            f"cafile {tls['ca']}",
+            f"certfile {tls['server']}",
+            f"keyfile {tls['server_key']}",
+        ]
     if persistent:
         # Sessions and queued QoS 1 messages survive a broker restart (saved on a clean stop).
         lines += ["persistence true", f"persistence_location {tmp}/", "autosave_interval 1"]
@@ -136,5 +146,18 @@ def mosquitto_persistent(tmp_path: Path) -> Iterator[Broker]:
     broker = _mosquitto(tmp_path, persistent=True)
     try:
         yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def mosquitto_tls(tmp_path: Path) -> Iterator[tuple[Broker, dict[str, Path]]]:
+    """A real mosquitto that speaks only TLS, with a throw-away CA; yields (broker, cert paths)."""
+    from tests.integration.tls_certs import make_ca_and_server
+
+    certs = make_ca_and_server(tmp_path)
+    broker = _mosquitto(tmp_path, password=("gw-1", "s3cret-gw"), tls=certs)
+    try:
+        yield broker, certs
     finally:
         broker.stop()

@@ -79,3 +79,25 @@ def test_credentials_are_required(mosquitto_auth: Broker) -> None:
     connected_wrong, error, connected_right = asyncio.run(scenario())
     assert not connected_wrong and error
     assert connected_right
+
+
+def test_tls_with_credentials(mosquitto_tls: tuple[Broker, dict]) -> None:  # type: ignore[type-arg]
+    broker, certs = mosquitto_tls
+
+    async def scenario() -> tuple[bool, bool, str]:
+        secure = MqttLink(
+            BrokerSettings(
+                port=broker.port, username="gw-1", password="s3cret-gw", ca_file=str(certs["ca"])
+            ),
+            subscriptions=[("tls/#", 1)],
+        )
+        plain = MqttLink(BrokerSettings(port=broker.port, username="gw-1", password="s3cret-gw"))
+        async with secure, plain:
+            await secure.wait_connected(10)
+            await secure.publish("tls/x", b"over TLS")
+            await asyncio.sleep(1.0)
+            return secure.connected, plain.connected, plain.counters.last_error
+
+    secure_ok, plain_ok, plain_error = asyncio.run(scenario())
+    assert secure_ok
+    assert not plain_ok and plain_error  # a plain-text client cannot talk to the TLS listener
