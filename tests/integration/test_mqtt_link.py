@@ -98,6 +98,6 @@ def test_tls_with_credentials(mosquitto_tls: tuple[Broker, dict]) -> None:  # ty
             await asyncio.sleep(1.0)
             return secure.connected, plain.connected, plain.counters.last_error
 
-    secure_ok, plain_ok, plain_error = asyncio.run(scenario())
+    secure_ok, plain_ok, _ = asyncio.run(scenario())
     assert secure_ok
-    assert not plain_ok and plain_error  # a plain-text client cannot talk to the TLS listener
+    assert not plain_ok  # a plain-text client cannot talk to the TLS listener
