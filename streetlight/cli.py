@@ -317,6 +317,29 @@ def gateway(
     asyncio.run(main())
 
 
+@app.command()
+def devices(
+    config: Annotated[
+        Path, typer.Option("--config", help="device fleet (TOML), see docs/devices.md")
+    ],
+    manifest: Annotated[
+        Path | None, typer.Option(help="write endpoints, node ids and topics here (JSON)")
+    ] = None,
+) -> None:
+    """Start virtual lamp controllers (real OPC-UA servers) and virtual MQTT sensors until Ctrl-C."""
+    import asyncio
+
+    from simulation.devices.config import DeviceConfigError, DeviceError
+    from simulation.devices.fleet import run_devices
+
+    try:
+        asyncio.run(run_devices(config, manifest_path=manifest, out=console.print))
+    except (DeviceConfigError, DeviceError, OSError) as err:
+        raise _fail(str(err)) from None
+    except KeyboardInterrupt:
+        console.print("devices stopped")
+
+
 def _mapping_dict(mapping: object) -> dict[str, object]:
     from dataclasses import asdict
 

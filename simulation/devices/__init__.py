@@ -1,0 +1,1 @@
+"""Device simulator: virtual OPC-UA lamp controllers and MQTT sensors (docs/devices.md)."""
