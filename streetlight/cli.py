@@ -340,6 +340,26 @@ def devices(
         console.print("devices stopped")
 
 
+@app.command()
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="sweep file (YAML), see docs/sweeps.md")],
+    scheduler: Annotated[
+        str | None, typer.Option(help="Dask scheduler address (default: a local cluster)")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="workers of the local cluster")] = 2,
+    out: Annotated[
+        Path | None, typer.Option(help="results JSON (default artifacts/<name>/sweep.json)")
+    ] = None,
+) -> None:
+    """Run a grid of policies x parameters x nights on Dask; print the table, write the JSON."""
+    from simulation.sweep import sweep_command
+
+    try:
+        sweep_command(sweep_file, scheduler, workers, out)
+    except (StreetlightError, ValueError, OSError) as err:
+        raise _fail(str(err)) from None
+
+
 def _mapping_dict(mapping: object) -> dict[str, object]:
     from dataclasses import asdict
 
