@@ -211,16 +211,31 @@ def _demand_model(
     sites = c.sites or list(counts.sites)
     # Streets take the count sites in turn: each street replays one real site's hours.
     site_of_street = [sites[s % len(sites)] for s in range(n_streets)]
+    profile = DemandModel.from_profile(
+        counts, site_of_street, c.scale, start_ns=start_ns, n_hours=n_hours, tz=scenario.tz
+    )
     if c.replay_date is not None:
-        night_counts = counts.night(c.replay_date)
-        model = DemandModel.from_counts(night_counts, site_of_street, c.scale)
-        # Replayed hours are re-timed onto the simulated night, hour for hour.
-        model = replace(model, start_ns=start_ns) if model.n_slots >= n_hours else model
-        notes.append(f"replayed counts of the night of {c.replay_date} onto the simulated night")
-    else:
-        model = DemandModel.from_profile(
-            counts, site_of_street, c.scale, start_ns=start_ns, n_hours=n_hours, tz=scenario.tz
+        # The counted hours of that night, re-timed hour for hour onto the simulated window.
+        from zoneinfo import ZoneInfo
+
+        first = dt.datetime.fromtimestamp(start_ns / 1e9, tz=ZoneInfo(scenario.tz))
+        counted = counts.night(
+            c.replay_date, start_hour=first.hour, end_hour=(first.hour + n_hours) % 24
         )
+        model = DemandModel.from_counts(counted, site_of_street, c.scale)
+        if model.n_slots != n_hours:
+            raise ValueError(
+                f"counts of {c.replay_date} give {model.n_slots} hours, the simulated night has "
+                f"{n_hours} (a clock change on one of the two dates): pick another replay_date"
+            )
+        model = replace(model, start_ns=start_ns)
+        notes.append(f"replayed counts of the night of {c.replay_date} onto the simulated night")
+        if model.gap.any():
+            # Rates for hours the counts lack come from the median day; zone demand there stays
+            # unknown, so adaptive zones keep their normal class (fail bright).
+            model = model.with_gaps_filled(profile)
+    else:
+        model = profile
     if model.gap.any():
         notes.append(
             f"{int(model.gap.sum())} street-hours without counts: adaptive zones there stay at their normal class"
