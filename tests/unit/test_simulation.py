@@ -148,3 +148,32 @@ def test_bad_scenarios_are_reported_with_locations(tmp_path: Path) -> None:
     assert "tarif: unknown key" in text
     with pytest.raises(ScenarioError, match="cannot read the file"):
         load_scenario(tmp_path / "missing.yaml")
+
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+@pytest.mark.skipif(
+    not (SHARED / "leeds_footfall_hourly_2009-2016.csv.gz").exists(), reason="needs ../shared/data"
+)
+def test_replayed_leeds_counts_drive_the_night(tmp_path: Path) -> None:
+    path = _scenario(tmp_path)
+    scenario = yaml.safe_load(path.read_text())
+    scenario["demand"] = {
+        "model": "counts",
+        "counts": {
+            "kind": "leeds_footfall",
+            "path": str(SHARED / "leeds_footfall_hourly_2009-2016.csv.gz"),
+            "replay_date": "2016-12-15",
+            "scale": 0.02,
+        },
+    }
+    path.write_text(yaml.safe_dump(scenario))
+    report = run_scenario(load_scenario(path))
+    assert any("replayed counts of the night of 2016-12-15" in note for note in report.demand_notes)
+    users = report.policies[0].compliance.road_users
+    # Leeds city-centre cameras count thousands an hour in the evening: scaled by 0.02 over
+    # 3 streets and ~18 hours that is hundreds of users, far fewer after midnight.
+    assert 100 < users < 20_000
+    by_hour = report.policies[1].below_required_share_by_hour
+    assert len(by_hour) == len(report.hour_labels)
