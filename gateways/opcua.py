@@ -69,6 +69,8 @@ class Security:
     server_certificate: str = ""
     username: str = ""
     password: str = ""
+    #: Must match the URI in the gateway's certificate (servers check it).
+    application_uri: str = "urn:streetlight:gateway"
 
     def __post_init__(self) -> None:
         if self.policy not in ("None", "Basic256Sha256"):
@@ -212,6 +214,7 @@ class OpcUaController:
 
     async def _connect(self) -> None:
         client = Client(self.endpoint, timeout=self.request_timeout_s)
+        client.application_uri = self.security.application_uri
         security = self.security.string()
         if security is not None:
             await client.set_security_string(security)
