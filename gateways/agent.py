@@ -42,7 +42,7 @@ import aiomqtt
 from asyncua import ua
 
 from controller.edge_schedule import EdgeSchedule, ScheduleError, load_schedule
-from domain.records import Reading, ReadingKind
+from domain.records import LampCommand, Reading, ReadingKind
 from gateways.acks import AckCache, LatestCommandFilter
 from gateways.autonomy import LocalAutonomy, Mode
 from gateways.codecs import (
@@ -55,8 +55,10 @@ from gateways.codecs import (
     LampFailure,
     TopicTemplate,
     decode_downlink,
+    decode_lamp_telemetry,
     decode_sensor,
     encode_ack,
+    encode_lamp_setpoint,
     encode_readings,
     encode_status,
     frame_uplink,
@@ -96,8 +98,13 @@ class AgentCounters:
 
 @dataclass(frozen=True, slots=True)
 class _LampRoute:
-    controller: int
-    point_map: PointMap
+    """Where a lamp's commands go: an OPC-UA controller (with its point map) or an MQTT
+    lamp-node group (with the values that fill its topic templates)."""
+
+    controller: int | None = None
+    point_map: PointMap | None = None
+    mqtt_group: int | None = None
+    topic_values: tuple[tuple[str, str], ...] = ()
 
 
 class GatewayAgent:
@@ -140,7 +147,7 @@ class GatewayAgent:
             point_map = config.point_map(ctl.point_map)
             lamps = []
             for resolved in config.resolved_lamps(ctl):
-                self._routes[resolved.lamp_id] = _LampRoute(k, point_map)
+                self._routes[resolved.lamp_id] = _LampRoute(controller=k, point_map=point_map)
                 lamps.append(LampNodes(resolved.lamp_id, resolved.writable(), resolved.telemetry()))
             security = Security(
                 policy=ctl.security_policy,
@@ -161,6 +168,17 @@ class GatewayAgent:
                     on_connected=self._controller_connected_hook(k),
                 )
             )
+        self._lamp_telemetry: list[tuple[int, TopicTemplate, dict[str, str]]] = []
+        for g, group in enumerate(config.mqtt_lamps):
+            names: dict[str, str] = {}
+            for binding in group.lamps:
+                values = binding.values()
+                self._routes[binding.lamp_id] = _LampRoute(
+                    mqtt_group=g, topic_values=tuple(values.items())
+                )
+                names[values["lamp"]] = binding.lamp_id
+            if group.telemetry is not None:
+                self._lamp_telemetry.append((g, TopicTemplate.parse(group.telemetry.topic), names))
         self.lamp_ids = tuple(self._routes)
         self.autonomy = LocalAutonomy(
             lamp_ids=self.lamp_ids,
@@ -222,6 +240,10 @@ class GatewayAgent:
         )
         subscriptions = [(self._topics.downlink, 1), (self._heartbeat_topic, 0)]
         subscriptions += [(template.subscription, s.qos) for s, template in self._sensors]
+        subscriptions += [
+            (template.subscription, self.config.mqtt_lamps[g].qos)
+            for g, template, _ in self._lamp_telemetry
+        ]
         self.link = MqttLink(
             self._broker_settings(),
             subscriptions=subscriptions,
@@ -354,7 +376,7 @@ class GatewayAgent:
 
     def _on_telemetry(self, lamp_id: str, key: str, raw: Any, time_ns: int) -> None:
         route = self._routes.get(lamp_id)
-        if route is None:
+        if route is None or route.point_map is None:
             return
         try:
             reading = route.point_map.reading(
@@ -385,6 +407,10 @@ class GatewayAgent:
             if template.match(topic) is not None:
                 await self._on_sensor(spec, topic, payload, now)
                 return
+        for g, template, names in self._lamp_telemetry:
+            if template.match(topic) is not None:
+                self._on_lamp_node(g, names, topic, payload, now)
+                return
 
     async def _on_sensor(
         self, spec: MqttSensorConfig, topic: str, payload: bytes, now: int
@@ -408,6 +434,22 @@ class GatewayAgent:
             self.autonomy.presence(lamps)
             if self.autonomy.mode(now) is Mode.SCHEDULE:
                 await self._apply_local(now)  # light on demand at once, not at the next tick
+
+    def _on_lamp_node(
+        self, group: int, names: dict[str, str], topic: str, payload: bytes, now: int
+    ) -> None:
+        spec = self.config.mqtt_lamps[group].telemetry
+        assert spec is not None
+        try:
+            readings = decode_lamp_telemetry(topic, payload, spec, received_ns=now, lamp_ids=names)
+        except CodecError as err:
+            self.counters.telemetry_rejected += 1
+            self._note(f"lamp node message on {topic}: {err.reason}")
+            return
+        for r in readings:
+            if r.kind is ReadingKind.LEVEL_FRAC:
+                self.autonomy.observed_levels({r.source_id: r.value})
+        self._buffer_readings(readings)
 
     async def _on_downlink(self, payload: bytes, now: int) -> None:
         assert self.link is not None
@@ -464,6 +506,12 @@ class GatewayAgent:
         failures: dict[str, str] = {}
         for lamp, (level, ramp_s) in levels.items():
             route = self._routes[lamp]
+            if route.mqtt_group is not None:
+                reason = await self._publish_setpoint(route, lamp, level, ramp_s)
+                if reason:
+                    failures[lamp] = reason
+                continue
+            assert route.controller is not None and route.point_map is not None
             points = {p.key.value: p for p in route.point_map.points}
             try:
                 batch = per_controller.setdefault(route.controller, {})
@@ -491,6 +539,21 @@ class GatewayAgent:
         self.counters.setpoints_written += len(ok)
         self.counters.setpoint_failures += len(failures)
         return failures
+
+    async def _publish_setpoint(
+        self, route: _LampRoute, lamp: str, level: float, ramp_s: float
+    ) -> str:
+        """Command an MQTT lamp node; returns the reason it failed, or ''."""
+        assert self.link is not None and route.mqtt_group is not None
+        group = self.config.mqtt_lamps[route.mqtt_group]
+        topic, payload = encode_lamp_setpoint(
+            LampCommand(lamp, level, ramp_s), group.setpoint, topic_values=dict(route.topic_values)
+        )
+        try:
+            await self.link.publish(topic, payload, qos=group.qos, retain=group.setpoint.retain)
+        except LinkDown as err:
+            return str(err)
+        return ""
 
     def _controller_connected_hook(self, k: int) -> Callable[[], Any]:
         async def hook() -> None:

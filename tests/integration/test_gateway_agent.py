@@ -33,6 +33,8 @@ from tests.integration.conftest import Broker, free_port
 from tests.integration.test_opcua_controller import LAMPS, start_server
 
 pytestmark = pytest.mark.timeout(180)
+#: The gateway's lamps: three on the OPC-UA controller, one MQTT lamp node.
+ALL_LAMPS = (*LAMPS, "N-0201")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -86,6 +88,19 @@ name = "acme-7"
 endpoint = "opc.tcp://127.0.0.1:{opc_port}/acme/"
 point_map = "acme-lumi"
 lamps = [{lamps}]
+
+[[mqtt_lamps]]
+name = "pole-nodes"
+lamps = [{{ lamp_id = "N-0201", substitutions = {{ lamp = "node-0201" }} }}]
+[mqtt_lamps.setpoint]
+topic = "nodes/{{lamp}}/set"
+level_field = "$.dim"
+level_unit = "%"
+ramp_field = "$.fade_ms"
+ramp_unit = "ms"
+[mqtt_lamps.telemetry]
+topic = "nodes/{{lamp}}/state"
+fields = [{{ kind = "level_frac", path = "$.dim", scale = 0.01 }}, {{ kind = "power_w", path = "$.p" }}]
 
 [[mqtt_sensors]]
 name = "pir"
@@ -200,6 +215,23 @@ def test_vendor_controller_downlink_acks_and_sensor_readings(
                         json.dumps({"presence": 1, "t": now_ms + 1}).encode(),
                         qos=1,
                     )
+                # An MQTT lamp node: commanded in its own payload layout, its telemetry mapped.
+                async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:
+                    await c.subscribe("nodes/+/set", qos=1)
+                    cmd2 = DownlinkCommand(
+                        "cmd-2", time.time_ns(), (LampCommand("N-0201", 0.3, 1.5),)
+                    )
+                    await c.publish("streetlight/v1/gw-test/downlink", encode_downlink(cmd2), qos=1)
+                    async for m in c.messages:
+                        assert str(m.topic) == "nodes/node-0201/set"
+                        assert json.loads(bytes(m.payload)) == {"dim": 30.0, "fade_ms": 1500.0}  # type: ignore[arg-type]
+                        break
+                    await c.publish("nodes/node-0201/state", b'{"dim": 30, "p": 12.5}', qos=1)
+                    await c.publish("nodes/node-0201/state", b'{"dim": "bright"}', qos=1)
+                await _until(
+                    lambda: len(central.acks) == 3 and central.acks[2].status is AckStatus.APPLIED,
+                    10,
+                )  # type: ignore[attr-defined]
                 # Telemetry from the vendor nodes, in domain units.
                 await nodes["L-0002.DimActual_pct"].write_value(40.0)  # type: ignore[attr-defined]
                 await nodes["L-0002.ActivePower_W"].write_value(33.5)  # type: ignore[attr-defined]
@@ -211,6 +243,11 @@ def test_vendor_controller_downlink_acks_and_sensor_readings(
                     lambda: seen("L-0002", "level_frac", 0.4) and seen("L-0002", "power_w", 33.5),
                     10,
                 )
+                await _until(
+                    lambda: seen("N-0201", "level_frac", 0.3) and seen("N-0201", "power_w", 12.5),
+                    10,
+                )
+                assert agent.counters.telemetry_rejected == 1  # {"dim": "bright"}
                 await _until(
                     lambda: sum(1 for r in central.readings.values() if r[1] == "presence") == 2, 10
                 )
@@ -332,11 +369,11 @@ def _schedule(tmp: Path, night: str) -> Path:
     from domain.records import Lamp
 
     inventory = InventoryArrays.from_lamps(
-        [Lamp(x, "test", -2.58 + k * 1e-4, 51.45, 50.0) for k, x in enumerate(LAMPS)]
+        [Lamp(x, "test", -2.58 + k * 1e-4, 51.45, 50.0) for k, x in enumerate(ALL_LAMPS)]
     )
     policy = validate_policy(ROOT / "streetlight" / "samples" / "policy_part_night.yaml")
     program = compile_night(policy, inventory, night, "Europe/London")
-    return save_schedule(tmp / "edge-schedule.npz", list(LAMPS), [program])
+    return save_schedule(tmp / "edge-schedule.npz", list(ALL_LAMPS), [program])
 
 
 @pytest.mark.parametrize("with_schedule", [True, False])
