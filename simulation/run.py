@@ -13,7 +13,9 @@ Theory of operation
    the normal class stepped by measured demand with the scenario's reference thresholds,
    relative to full output, and 0 while the sun is up (official sunrise/sunset), judged in
    intervals of INTERVAL_S that lie wholly between sunset and sunrise.
-5. *Run* (per policy and night): :func:`controller.dimming.levels.run_night`, the kernel the
+5. *Run* (per policy and night): detections that imply a speed above the policy's
+   ``presence.max_speed_mps`` between neighbouring lamps are dropped first
+   (:mod:`controller.dimming.presence`); then :func:`controller.dimming.levels.run_night`, the kernel the
    live controller uses, with the policy's adaptive steps from the same demand, and probes at
    every passage's entry and exit, which give seconds below requirement per road user.
 6. *Accounting*: energy, cost, CO2, savings, compliance, commands, switch-ons and burning
@@ -38,6 +40,7 @@ import numpy.typing as npt
 from controller.dimming.adaptive import adaptive_steps
 from controller.dimming.levels import NightResult, Triggers, run_night
 from controller.dimming.power import LampElectrics
+from controller.dimming.presence import plausible_triggers
 from controller.dimming.program import NightProgram
 from controller.dimming.solar import ZENITH_OFFICIAL_DEG, dusk_dawn, solar_elevation_deg
 from controller.policy import (
@@ -416,10 +419,20 @@ def make_job(
     leave = np.minimum(tr.leave_step + 1, setup.n_steps) + setup.start_step
     probe_lamp = np.concatenate([tr.lamp, tr.lamp]).astype(np.int32)
     probe_step = np.concatenate([tr.enter_step + setup.start_step, leave]).astype(np.int64)
+    triggers = setup.triggers
+    if math.isfinite(compiled.max_speed_mps):
+        g = town.neighbours
+        triggers, _ = plausible_triggers(
+            triggers,
+            neighbour_indptr=g.indptr,
+            neighbour_indices=g.indices,
+            neighbour_distance_m=g.distance_m,
+            max_speed_mps=compiled.max_speed_mps,
+        )
     return PolicyNightJob(
         program,
         town.electrics,
-        setup.triggers,
+        triggers,
         adaptive,
         setup.required_frac,
         setup.lamp_required_row,

@@ -528,3 +528,32 @@ def _dali_to_level(arc, out):
             out[n] = 0.0
         else:
             out[n] = 10.0 ** ((a - 1.0) / (253.0 / 3.0) - 1.0) / 100.0
+
+
+@njit(**JIT_OPTIONS)
+def _plausible(
+    trigger_step, trigger_lamp, nb_ptr, nb_idx, nb_dist_m, max_speed_mps, step_s, n_lamps, keep
+):
+    """Mark detections that imply a speed above ``max_speed_mps`` from a neighbour's detection.
+
+    Triggers are sorted by step. A detection at lamp ``j`` is implausible when a neighbour
+    ``i`` (``d`` metres away) detected less than ``d / max_speed_mps`` seconds earlier (or at the
+    same step): nobody could have walked or driven from one to the other. The earlier detection
+    stands (it already raised its neighbours).
+    """
+    last = np.full(n_lamps, -(2**62), dtype=np.int64)
+    for e in range(trigger_step.shape[0]):
+        j = trigger_lamp[e]
+        t = trigger_step[e]
+        ok = True
+        for q in range(nb_ptr[j], nb_ptr[j + 1]):
+            i = nb_idx[q]
+            if i == j:
+                continue
+            dt_s = (t - last[i]) * step_s
+            if dt_s * max_speed_mps < nb_dist_m[q]:
+                ok = False
+                break
+        keep[e] = ok
+        if ok:
+            last[j] = t
