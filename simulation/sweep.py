@@ -889,8 +889,11 @@ def run_sweep(
 
 
 def _short(path: str) -> str:
-    """The last two segments of a path: enough to tell grid columns apart in a table."""
-    return ".".join(path.split(".")[-2:])
+    """The last segment of a path (``steps[1].from``): short, and clear next to its policy."""
+    last = path.split(".")[-1]
+    before = path.split(".")[-2] if "." in path else ""
+    # A bare field of a list item ("from") says little without its item ("steps[1]").
+    return f"{before}.{last}" if before.endswith("]") else last
 
 
 def _value(value: Any) -> str:
@@ -901,51 +904,47 @@ def _value(value: Any) -> str:
     )
 
 
+#: Figure columns of the table: header and how a value reads.
+_FIGURE_COLUMNS: tuple[tuple[str, Callable[[SweepFigures], str]], ...] = (
+    ("kWh", lambda f: f"{f.energy_kwh:,.1f}"),
+    ("saving", lambda f: f"{f.saving_vs_all_night_frac:.1%}"),
+    ("below\nreq.", lambda f: f"{f.below_required_share:.2%}"),
+    ("before\nboost", lambda f: f"{f.users_before_boost:,}"),
+    ("commands", lambda f: f"{f.commands:,}"),
+)
+
+
 def print_sweep(result: SweepResult, console: Console) -> None:
+    """One row per variant, the messages of invalid variants under the table.
+
+    Numbers are never cut short: on a narrow terminal the policy and parameter columns wrap.
+    """
+    figures = [
+        [show(r.figures) for _, show in _FIGURE_COLUMNS] if r.figures is not None else None
+        for r in result.rows
+    ]
     table = Table(
-        title=f"sweep {result.sweep}: {result.scenario}, {result.lamps} lamps, "
+        title=f"sweep {result.sweep}: {result.scenario}, {result.lamps:,} lamps, "
         f"{len(result.nights)} night(s)"
     )
-    table.add_column("#", justify="right")
-    table.add_column("policy")
-    for path in result.grid:
-        table.add_column(_short(path))
-    table.add_column("energy kWh", justify="right")
-    table.add_column("saving", justify="right")
-    table.add_column("below req.", justify="right")
-    table.add_column("before boost", justify="right")
-    table.add_column("commands", justify="right")
-    table.add_column("status")
-    for row in result.rows:
-        params = [_value(row.parameters[p]) if p in row.parameters else "-" for p in result.grid]
-        f = row.figures
-        if f is None:
-            first = row.issues[0] if row.issues else "invalid"
-            more = f" (+{len(row.issues) - 1} more)" if len(row.issues) > 1 else ""
-            table.add_row(
-                str(row.variant),
-                row.policy,
-                *params,
-                "",
-                "",
-                "",
-                "",
-                "",
-                f"[red]invalid[/]: {first}{more}",
-            )
-            continue
-        table.add_row(
-            str(row.variant),
-            row.policy,
-            *params,
-            f"{f.energy_kwh:,.1f}",
-            f"{f.saving_vs_all_night_frac:.1%}",
-            f"{f.below_required_share:.2%}",
-            f"{f.users_before_boost:,}",
-            f"{f.commands:,}",
-            "ok",
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("policy", overflow="fold")
+    table.add_column("parameters", overflow="fold")
+    for k, (header, _) in enumerate(_FIGURE_COLUMNS):
+        widest = max(
+            [len(line) for line in header.splitlines()] + [len(f[k]) for f in figures if f]
         )
+        table.add_column(header, justify="right", no_wrap=True, min_width=widest)
+    for row, cells in zip(result.rows, figures, strict=True):
+        params = " ".join(f"{_short(p)}={_value(v)}" for p, v in row.parameters.items())
+        if cells is None:
+            params = f"{params} [red]invalid[/]".strip()
+            cells = ["-"] * len(_FIGURE_COLUMNS)
+        table.add_row(str(row.variant), row.policy, params or "(as written)", *cells)
     console.print(table)
+    for row in result.rows:
+        for issue in row.issues:
+            console.print(f"[red]#{row.variant} invalid[/]: {issue}")
     console.print(
         f"all-night reference {result.all_night_energy_kwh:,.1f} kWh; {result.executor}: wall "
         f"{result.wall_s:.1f} s, kernels {result.kernel_s:.1f} s"

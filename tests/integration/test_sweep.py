@@ -136,7 +136,8 @@ def test_json_and_table(serial: SweepResult, tmp_path: Path) -> None:
     console = Console(record=True, width=220)
     print_sweep(serial, console)
     text = console.export_text()
-    assert "presence.hold_s" in text and "invalid" in text and "estate-presence-adaptive" in text
+    assert "hold_s=30" in text and "steps[0].level_frac=1.5 invalid" in text
+    assert "#1 invalid: profiles.part_night.steps[0].level_frac" in text
 
 
 def _assert_same(a: Any, b: Any, where: str = "job") -> None:
