@@ -122,18 +122,30 @@ class InventoryArrays:
         )
 
     def subset(self, index: npt.ArrayLike) -> InventoryArrays:
-        """The lamps at ``index`` (positions or a boolean mask), in that order."""
+        """The lamps at ``index`` (positions or a boolean mask), in that order.
+
+        Street and driver-curve tables keep only the entries the subset uses (renumbered), so
+        a part of a town carries no streets without lamps.
+        """
         idx = np.arange(len(self))[np.asarray(index)]
-        return InventoryArrays(
-            **{
-                name: (
-                    getattr(self, name)[idx]
-                    if isinstance(getattr(self, name), np.ndarray)
-                    else getattr(self, name)
-                )
-                for name in self.__dataclass_fields__
-            }
-        )
+        fields = {
+            name: (
+                getattr(self, name)[idx]
+                if isinstance(getattr(self, name), np.ndarray)
+                else getattr(self, name)
+            )
+            for name in self.__dataclass_fields__
+        }
+        for index_name, table_name in (
+            ("street_index", "street_names"),
+            ("driver_index", "driver_curves"),
+        ):
+            table = getattr(self, table_name)
+            if table:
+                used, renumbered = np.unique(fields[index_name], return_inverse=True)
+                fields[index_name] = renumbered.astype(np.int32)
+                fields[table_name] = tuple(table[int(k)] for k in used)
+        return InventoryArrays(**fields)
 
     def lamps(self) -> list[Lamp]:
         return [self.lamp(i) for i in range(len(self))]

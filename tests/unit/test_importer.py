@@ -506,3 +506,20 @@ def test_geojson_missing_properties_and_wrong_documents_raise(tmp_path: Path) ->
     path.write_text("{not json")
     with pytest.raises(InventoryError, match=r"is not valid JSON \(line 1, column 2"):
         import_geojson(path, ColumnMapping())
+
+
+def test_subset_keeps_only_the_streets_and_curves_it_uses() -> None:
+    from domain.inventory import InventoryArrays
+    from domain.records import Lamp
+
+    lamps = [
+        Lamp(f"L{k}", "c", 0.0, 51.0 + k * 1e-4, 50.0, street=f"S{k % 3}", driver_curve=f"D{k % 2}")
+        for k in range(6)
+    ]
+    inv = InventoryArrays.from_lamps(lamps)
+    part = inv.subset([1, 4, 2])  # streets S1, S1, S2; curves D1, D0, D0
+    assert part.lamp_id.tolist() == ["L1", "L4", "L2"]
+    assert part.street_names == ("S1", "S2")
+    assert [part.street_names[i] for i in part.street_index] == ["S1", "S1", "S2"]
+    assert [part.driver_curves[i] for i in part.driver_index] == ["D1", "D0", "D0"]
+    assert part.lamp(2) == inv.lamp(2)
