@@ -31,7 +31,7 @@ import datetime as dt
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -164,6 +164,10 @@ class NightSetup:
     lamp_required_row: I32
     dark_s: float  # seconds of the window between official sunset and sunrise (centroid)
     notes: tuple[str, ...]
+    #: Probes at every passage's entry, then at every passage's exit (program steps); the
+    #: same for every policy, so built once.
+    probe_lamp: I32 = field(default_factory=lambda: np.zeros(0, np.int32))
+    probe_step: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def window_start_ns(self) -> int:
@@ -281,6 +285,13 @@ def _reference_steps(
     return grid
 
 
+def _probes_of(trace: RoadUserTrace, start_step: int, n_steps: int) -> tuple[I32, I64]:
+    leave = np.minimum(trace.leave_step + 1, n_steps) + start_step
+    lamp = np.concatenate([trace.lamp, trace.lamp]).astype(np.int32)
+    step = np.concatenate([trace.enter_step + start_step, leave]).astype(np.int64)
+    return lamp, step
+
+
 def prepare_night(
     scenario: Scenario, town: Town, policies: list[Policy], night: dt.date, seed: int
 ) -> NightSetup:
@@ -344,6 +355,7 @@ def prepare_night(
         row_of_lamp.astype(np.int32),
         float(dark_s),
         tuple(notes),
+        *_probes_of(trace, start_step, n_steps),
     )
 
 
@@ -415,10 +427,7 @@ def make_job(
         )
     else:
         adaptive = np.zeros((0, n_int), np.int8)
-    tr = setup.trace
-    leave = np.minimum(tr.leave_step + 1, setup.n_steps) + setup.start_step
-    probe_lamp = np.concatenate([tr.lamp, tr.lamp]).astype(np.int32)
-    probe_step = np.concatenate([tr.enter_step + setup.start_step, leave]).astype(np.int64)
+    probe_lamp, probe_step = setup.probe_lamp, setup.probe_step
     triggers = setup.triggers
     if math.isfinite(compiled.max_speed_mps):
         g = town.neighbours
