@@ -142,6 +142,10 @@ class GatewayAgent:
         self._acks = AckCache()
         self._latest = LatestCommandFilter()
         self._sensors = [(s, TopicTemplate.parse(s.topic)) for s in config.mqtt_sensors]
+        # Built once: sensors a group accepts (None: any id), not per message.
+        self._known_sensors = {
+            s.name: frozenset(s.lamps) if s.lamps else None for s in config.mqtt_sensors
+        }
         self.controllers: list[OpcUaController] = []
         for k, ctl in enumerate(config.opcua_controllers):
             point_map = config.point_map(ctl.point_map)
@@ -416,7 +420,7 @@ class GatewayAgent:
         self, spec: MqttSensorConfig, topic: str, payload: bytes, now: int
     ) -> None:
         self.counters.sensor_messages += 1
-        known = set(spec.lamps) if spec.lamps else None
+        known = self._known_sensors.get(spec.name)
         try:
             readings = decode_sensor(topic, payload, spec, received_ns=now, known_sensors=known)
         except CodecError as err:
