@@ -379,8 +379,11 @@ class PolicyNightJob:
     sample_every_s: float
 
 
-def run_job(job: PolicyNightJob) -> tuple[NightResult, float]:
-    """Run one policy-night; returns the result and the seconds spent in the kernel."""
+def run_job(job: PolicyNightJob, *, parallel: bool | None = None) -> tuple[NightResult, float]:
+    """Run one policy-night; returns the result and the seconds spent in the kernel.
+
+    ``parallel=False`` keeps the kernel on one core (a Dask task owns one core).
+    """
     t0 = time.perf_counter()
     result = run_night(
         job.program,
@@ -395,6 +398,7 @@ def run_job(job: PolicyNightJob) -> tuple[NightResult, float]:
         lamp_required_row=job.lamp_required_row,
         probe_lamp=job.probe_lamp,
         probe_step=job.probe_step,
+        parallel=parallel,
     )
     return result, time.perf_counter() - t0
 

@@ -71,6 +71,7 @@ from simulation.run import (
     load_town,
     make_job,
     prepare_night,
+    run_job,
 )
 from simulation.scenario import Scenario, load_scenario
 
@@ -480,23 +481,7 @@ def _run_kernel(job: PolicyNightJob) -> tuple[NightResult, float]:
     A task owns one core (Dask runs one task per worker thread); the parallel kernel would
     start a thread per core in every task and oversubscribe the machine.
     """
-    t0 = time.perf_counter()
-    result = run_night(
-        job.program,
-        job.electrics,
-        triggers=job.triggers,
-        adaptive_steps=job.adaptive,
-        adaptive_interval_s=INTERVAL_S,
-        start_step=job.start_step,
-        n_steps=job.n_steps,
-        sample_every_s=job.sample_every_s,
-        required_frac=job.required_frac,
-        lamp_required_row=job.lamp_required_row,
-        probe_lamp=job.probe_lamp,
-        probe_step=job.probe_step,
-        parallel=False,
-    )
-    return result, time.perf_counter() - t0
+    return run_job(job, parallel=False)
 
 
 def run_arrays(own: Arrays, shared: Arrays) -> Arrays:
