@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -24,13 +25,27 @@ class ValidationIssue:
         return f"{self.where}: {self.message}"
 
 
-class PolicyError(StreetlightError, ValueError):
+class DocumentError(StreetlightError, ValueError):
+    """A document (policy, scenario, configuration...) is invalid; ``issues`` lists every
+    problem found, each with its location. ``source`` names the file when known."""
+
+    #: What the message calls the document ("policy", "scenario", ...).
+    document = "document"
+
+    def __init__(self, issues: Sequence[ValidationIssue], source: str = "") -> None:
+        self.issues = list(issues)
+        self.source = source
+        lines = "\n".join(f"  - {issue}" for issue in self.issues)
+        where = f" {source}" if source else ""
+        super().__init__(
+            f"{self.document}{where} is invalid ({len(self.issues)} problem(s)):\n{lines}"
+        )
+
+
+class PolicyError(DocumentError):
     """A policy document is invalid; ``issues`` lists every problem found."""
 
-    def __init__(self, issues: list[ValidationIssue]) -> None:
-        self.issues = list(issues)
-        lines = "\n".join(f"  - {issue}" for issue in self.issues)
-        super().__init__(f"policy is invalid ({len(self.issues)} problem(s)):\n{lines}")
+    document = "policy"
 
 
 class InventoryError(StreetlightError, ValueError):

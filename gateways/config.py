@@ -42,7 +42,7 @@ from pydantic import (
     model_validator,
 )
 
-from domain.errors import StreetlightError, ValidationIssue
+from domain.errors import DocumentError, ValidationIssue
 from gateways.codecs import (
     GATEWAY_ID_PATTERN,
     GatewayTopics,
@@ -81,17 +81,10 @@ CONFIG_SCHEMA_VERSION: Final = 1
 DEV_BROKER_PASSWORD: Final = "streetlight-dev"
 
 
-class GatewayConfigError(StreetlightError, ValueError):
+class GatewayConfigError(DocumentError):
     """The gateway configuration is invalid; ``issues`` lists every problem found."""
 
-    def __init__(self, issues: Sequence[ValidationIssue], source: str = "") -> None:
-        self.issues = list(issues)
-        self.source = source
-        lines = "\n".join(f"  - {issue}" for issue in self.issues)
-        where = f" {source}" if source else ""
-        super().__init__(
-            f"gateway configuration{where} is invalid ({len(self.issues)} problem(s)):\n{lines}"
-        )
+    document = "gateway configuration"
 
 
 # --- field types --------------------------------------------------------------------------------

@@ -16,18 +16,15 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from domain.errors import StreetlightError, ValidationIssue
+from domain.errors import DocumentError, ValidationIssue
 
 SCENARIO_SCHEMA_VERSION = 1
 
 
-class ScenarioError(StreetlightError, ValueError):
+class ScenarioError(DocumentError):
     """A scenario file is invalid; ``issues`` lists every problem."""
 
-    def __init__(self, issues: list[ValidationIssue]) -> None:
-        self.issues = list(issues)
-        lines = "\n".join(f"  - {issue}" for issue in self.issues)
-        super().__init__(f"scenario is invalid ({len(self.issues)} problem(s)):\n{lines}")
+    document = "scenario"
 
 
 class _Model(BaseModel):

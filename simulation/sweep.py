@@ -57,7 +57,7 @@ from controller.dimming.levels import LampState, NightResult, run_night
 from controller.dimming.power import LampElectrics
 from controller.dimming.program import NightProgram
 from controller.policy import Policy, load_policy_text, validate_policy
-from domain.errors import PolicyError, StreetlightError, ValidationIssue
+from domain.errors import DocumentError, PolicyError, ValidationIssue
 from domain.inventory import CLASS_ORDER
 from simulation.run import (
     INTERVAL_S,
@@ -84,13 +84,10 @@ SWEEP_SCHEMA_VERSION = 1
 Arrays = dict[str, npt.NDArray[Any] | float | int]
 
 
-class SweepError(StreetlightError, ValueError):
+class SweepError(DocumentError):
     """A sweep file is invalid; ``issues`` lists every problem with its location."""
 
-    def __init__(self, issues: list[ValidationIssue]) -> None:
-        self.issues = list(issues)
-        lines = "\n".join(f"  - {issue}" for issue in self.issues)
-        super().__init__(f"sweep is invalid ({len(self.issues)} problem(s)):\n{lines}")
+    document = "sweep"
 
 
 # --- the sweep file -----------------------------------------------------------------------------

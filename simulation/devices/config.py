@@ -34,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from domain.errors import StreetlightError, ValidationIssue
+from domain.errors import DocumentError, StreetlightError, ValidationIssue
 
 DEVICES_SCHEMA_VERSION = 1
 
@@ -43,13 +43,10 @@ class DeviceError(StreetlightError):
     """Root of the device simulator's run-time errors."""
 
 
-class DeviceConfigError(DeviceError, ValueError):
+class DeviceConfigError(DeviceError, DocumentError):
     """A devices file is invalid; ``issues`` lists every problem with its location."""
 
-    def __init__(self, issues: list[ValidationIssue]) -> None:
-        self.issues = list(issues)
-        lines = "\n".join(f"  - {issue}" for issue in self.issues)
-        super().__init__(f"devices config is invalid ({len(self.issues)} problem(s)):\n{lines}")
+    document = "devices config"
 
 
 class _Model(BaseModel):
