@@ -25,7 +25,6 @@ import difflib
 import math
 import re
 import tomllib
-import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ from pydantic import (
 )
 
 from domain.errors import DocumentError, ValidationIssue
+from domain.validation import iana_time_zone
 from gateways.codecs import (
     GATEWAY_ID_PATTERN,
     GatewayTopics,
@@ -120,14 +120,6 @@ def _printable_id(value: str) -> str:
 LampId = Annotated[str, AfterValidator(_printable_id)]
 
 
-def _timezone(value: str) -> str:
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as err:
-        raise ValueError(f"{value!r} is not an IANA time zone; write e.g. Europe/London") from err
-    return value
-
-
 def _finite(value: float) -> float:
     if not math.isfinite(value):
         raise ValueError("must be a finite number")
@@ -149,7 +141,7 @@ class GatewaySection(_Model):
 
     id: Annotated[str, Field(pattern=GATEWAY_ID_PATTERN)]
     council_id: Annotated[str, Field(min_length=1, max_length=128)]
-    tz: Annotated[str, AfterValidator(_timezone)]
+    tz: Annotated[str, AfterValidator(iana_time_zone)]
     lat_deg: Annotated[float, Field(ge=-90.0, le=90.0)]
     lon_deg: Annotated[float, Field(ge=-180.0, le=180.0)]
 

@@ -11,12 +11,20 @@ from __future__ import annotations
 import datetime as dt
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from domain.errors import DocumentError, ValidationIssue
+from domain.validation import iana_time_zone, schema_issues
 
 SCENARIO_SCHEMA_VERSION = 1
 
@@ -139,7 +147,7 @@ class Nights(_Model):
 class Scenario(_Model):
     schema_version: Literal[1] = 1
     name: str = Field(min_length=1)
-    tz: str = "Europe/London"
+    tz: Annotated[str, AfterValidator(iana_time_zone)] = "Europe/London"
     inventory: InventorySource
     demand: Demand = Field(default_factory=lambda: Demand())
     policies: list[PolicyRef] = Field(min_length=1)
@@ -155,34 +163,10 @@ class Scenario(_Model):
     heatmap_bin_s: float = Field(300.0, ge=60, le=3600)
     base_dir: str = Field("", exclude=True)
 
-    @field_validator("tz")
-    @classmethod
-    def _known_tz(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/London)") from None
-        return value
-
     def path(self, relative: str) -> Path:
         """A path from the file, relative to the scenario file's folder."""
         p = Path(relative)
         return p if p.is_absolute() or not self.base_dir else Path(self.base_dir) / p
-
-
-def _issues(err: ValidationError) -> list[ValidationIssue]:
-    out = []
-    for e in err.errors():
-        where = ".".join(str(x) for x in e["loc"]) or "(document)"
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key; check the spelling against docs/scenarios.md"
-        elif e["type"] == "missing":
-            msg = "required key is missing"
-        out.append(ValidationIssue(where, msg))
-    return out
 
 
 def parse_scenario(data: dict[str, Any], *, base_dir: str | Path = "") -> Scenario:
@@ -191,7 +175,9 @@ def parse_scenario(data: dict[str, Any], *, base_dir: str | Path = "") -> Scenar
     try:
         return Scenario.model_validate({**data, "base_dir": str(base_dir)})
     except ValidationError as err:
-        raise ScenarioError(_issues(err)) from None
+        raise ScenarioError(
+            schema_issues(err, unknown_key="check the spelling against docs/scenarios.md")
+        ) from None
 
 
 def load_scenario(path: str | Path) -> Scenario:

@@ -59,6 +59,7 @@ from controller.dimming.program import NightProgram
 from controller.policy import Policy, load_policy_text, validate_policy
 from domain.errors import DocumentError, PolicyError, ValidationIssue
 from domain.inventory import CLASS_ORDER
+from domain.validation import schema_issues
 from simulation.run import (
     INTERVAL_S,
     NightSetup,
@@ -149,26 +150,17 @@ def parse_path(path: str) -> tuple[Key, ...]:
     return tuple(keys)
 
 
-def _schema_issues(err: ValidationError) -> list[ValidationIssue]:
-    out = []
-    for e in err.errors():
-        where = ".".join(str(x) for x in e["loc"]) or "(document)"
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key; the keys are schema_version, name, scenario, policies, parameters"
-        elif e["type"] == "missing":
-            msg = "required key is missing"
-        out.append(ValidationIssue(where, msg))
-    return out
-
-
 def parse_sweep(data: Any, *, base_dir: str | Path = "") -> SweepSpec:
     if not isinstance(data, dict):
         raise SweepError([ValidationIssue("(document)", "a sweep is a mapping of keys")])
     try:
         spec = SweepSpec.model_validate({**data, "base_dir": str(base_dir)})
     except ValidationError as err:
-        raise SweepError(_schema_issues(err)) from None
+        raise SweepError(
+            schema_issues(
+                err, unknown_key="the keys are schema_version, name, scenario, policies, parameters"
+            )
+        ) from None
     issues = []
     for path, values in spec.parameters.items():
         try:

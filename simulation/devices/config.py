@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -35,6 +36,7 @@ from pydantic import (
 )
 
 from domain.errors import DocumentError, StreetlightError, ValidationIssue
+from domain.validation import iana_time_zone, schema_issues
 
 DEVICES_SCHEMA_VERSION = 1
 
@@ -518,7 +520,7 @@ class ClockConfig(_Model):
     #: ``"now"`` or an ISO 8601 time with a zone, e.g. ``2026-12-21T16:00:00Z``.
     start: Literal["now"] | dt.datetime = "now"
     #: IANA zone of the demand shapes' local hours.
-    tz: str = "Europe/London"
+    tz: Annotated[str, AfterValidator(iana_time_zone)] = "Europe/London"
     seed: int = 42
 
     @field_validator("start")
@@ -526,17 +528,6 @@ class ClockConfig(_Model):
     def _aware(cls, value: Literal["now"] | dt.datetime) -> Literal["now"] | dt.datetime:
         if isinstance(value, dt.datetime) and value.utcoffset() is None:
             raise ValueError("start needs a zone, e.g. 2026-12-21T16:00:00Z")
-        return value
-
-    @field_validator("tz")
-    @classmethod
-    def _known_tz(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/London)") from None
         return value
 
 
@@ -637,19 +628,6 @@ def _cross_issues(config: DevicesConfig) -> list[ValidationIssue]:
     return issues
 
 
-def _issues(err: ValidationError) -> list[ValidationIssue]:
-    out = []
-    for e in err.errors():
-        where = ".".join(str(x) for x in e["loc"]) or "(document)"
-        msg = e["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key; check the spelling against docs/devices.md"
-        elif e["type"] == "missing":
-            msg = "required key is missing"
-        out.append(ValidationIssue(where, msg))
-    return out
-
-
 def parse_devices(data: Any, *, base_dir: str | Path = "") -> DevicesConfig:
     """Validate a parsed devices document; paths inside resolve against ``base_dir``."""
     if not isinstance(data, dict):
@@ -662,7 +640,9 @@ def parse_devices(data: Any, *, base_dir: str | Path = "") -> DevicesConfig:
             {**data, "base_dir": str(base_dir)}, context={"cross_issues": cross}
         )
     except ValidationError as err:
-        raise DeviceConfigError(_issues(err)) from None
+        raise DeviceConfigError(
+            schema_issues(err, unknown_key="check the spelling against docs/devices.md")
+        ) from None
     if cross:
         raise DeviceConfigError(cross)
     return config
