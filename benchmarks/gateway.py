@@ -686,7 +686,7 @@ class Central:
         self._seen: set[tuple[str, int]] = set()
 
     async def run(self) -> None:
-        from gateways.codecs import GatewayState, GatewayTopics, decode_status, decode_uplink
+        from domain.protocol import GatewayState, GatewayTopics, decode_status, decode_uplink
 
         topics = GatewayTopics(UPLINK_PREFIX, self.gateway_id)
         async with aiomqtt.Client(

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from domain.errors import StreetlightError
-from gateways.codecs import AckStatus, CommandAck
+from domain.protocol import AckStatus, CommandAck
 
 __all__ = [
     "TERMINAL_STATES",

@@ -42,10 +42,7 @@ import aiomqtt
 from asyncua import ua
 
 from controller.edge_schedule import EdgeSchedule, ScheduleError, load_schedule
-from domain.records import LampCommand, Reading, ReadingKind
-from gateways.acks import AckCache, LatestCommandFilter
-from gateways.autonomy import LocalAutonomy, Mode
-from gateways.codecs import (
+from domain.protocol import (
     AckStatus,
     CodecError,
     CommandAck,
@@ -53,15 +50,20 @@ from gateways.codecs import (
     GatewayState,
     GatewayStatus,
     LampFailure,
-    TopicTemplate,
     decode_downlink,
-    decode_lamp_telemetry,
-    decode_sensor,
     encode_ack,
-    encode_lamp_setpoint,
     encode_readings,
     encode_status,
     frame_uplink,
+)
+from domain.records import LampCommand, Reading, ReadingKind
+from gateways.acks import AckCache, LatestCommandFilter
+from gateways.autonomy import LocalAutonomy, Mode
+from gateways.codecs import (
+    TopicTemplate,
+    decode_lamp_telemetry,
+    decode_sensor,
+    encode_lamp_setpoint,
 )
 from gateways.config import GatewayConfig, MqttSensorConfig
 from gateways.mqtt import BrokerSettings, LinkDown, MqttLink

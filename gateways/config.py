@@ -42,16 +42,9 @@ from pydantic import (
 )
 
 from domain.errors import DocumentError, ValidationIssue
+from domain.protocol import GATEWAY_ID_PATTERN, GatewayTopics, TopicError
 from domain.validation import iana_time_zone
-from gateways.codecs import (
-    GATEWAY_ID_PATTERN,
-    GatewayTopics,
-    LampSetpointSpec,
-    LampTelemetrySpec,
-    SensorSpec,
-    TopicError,
-    TopicTemplate,
-)
+from gateways.codecs import LampSetpointSpec, LampTelemetrySpec, SensorSpec, TopicTemplate
 from gateways.pointmap import BUILTIN_POINT_MAPS, PointMap, ResolvedLamp
 
 __all__ = [

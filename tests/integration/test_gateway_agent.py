@@ -19,15 +19,9 @@ import aiomqtt
 import numpy as np
 import pytest
 
+from domain.protocol import AckStatus, DownlinkCommand, decode_ack, decode_uplink, encode_downlink
 from domain.records import LampCommand
 from gateways.agent import GatewayAgent
-from gateways.codecs import (
-    AckStatus,
-    DownlinkCommand,
-    decode_ack,
-    decode_uplink,
-    encode_downlink,
-)
 from gateways.config import load_gateway_config
 from tests.integration.conftest import Broker, free_port
 from tests.integration.test_opcua_controller import LAMPS, start_server

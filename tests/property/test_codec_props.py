@@ -9,8 +9,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from domain.records import LampCommand, Reading, ReadingKind
-from gateways.codecs import (
+from domain.protocol import (
     AckDecodeError,
     AckStatus,
     CodecError,
@@ -20,17 +19,10 @@ from gateways.codecs import (
     GatewayState,
     GatewayStatus,
     LampFailure,
-    LampTelemetryDecodeError,
-    LampTelemetrySpec,
-    SensorDecodeError,
-    SensorSpec,
     StatusDecodeError,
-    TopicTemplate,
     UplinkDecodeError,
     decode_ack,
     decode_downlink,
-    decode_lamp_telemetry,
-    decode_sensor,
     decode_status,
     decode_uplink,
     derived_message_id,
@@ -38,6 +30,16 @@ from gateways.codecs import (
     encode_downlink,
     encode_status,
     encode_uplink,
+)
+from domain.records import LampCommand, Reading, ReadingKind
+from gateways.codecs import (
+    LampTelemetryDecodeError,
+    LampTelemetrySpec,
+    SensorDecodeError,
+    SensorSpec,
+    TopicTemplate,
+    decode_lamp_telemetry,
+    decode_sensor,
 )
 
 # Printable text (what ids may hold): letters, marks, numbers, punctuation, symbols, spaces.

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domain.protocol import AckStatus, CommandAck, LampFailure
 from gateways.acks import (
     TERMINAL_STATES,
     TRANSITIONS,
@@ -23,7 +24,6 @@ from gateways.acks import (
     Transition,
     transition,
 )
-from gateways.codecs import AckStatus, CommandAck, LampFailure
 
 S = 10**9
 T0 = 1_767_225_600 * S

@@ -7,8 +7,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from domain.records import LampCommand, Reading, ReadingKind
-from gateways.codecs import (
+from domain.protocol import (
     AckDecodeError,
     AckStatus,
     Channel,
@@ -20,30 +19,33 @@ from gateways.codecs import (
     GatewayStatus,
     GatewayTopics,
     LampFailure,
-    LampSetpointSpec,
-    LampTelemetryDecodeError,
-    LampTelemetrySpec,
-    SensorDecodeError,
-    SensorSpec,
     StatusDecodeError,
     TopicError,
-    TopicTemplate,
     UplinkDecodeError,
     decode_ack,
     decode_downlink,
-    decode_lamp_telemetry,
-    decode_sensor,
     decode_status,
     decode_uplink,
     encode_ack,
     encode_downlink,
-    encode_lamp_setpoint,
     encode_readings,
     encode_status,
     encode_uplink,
     frame_uplink,
     gateway_subscription,
     parse_gateway_topic,
+)
+from domain.records import LampCommand, Reading, ReadingKind
+from gateways.codecs import (
+    LampSetpointSpec,
+    LampTelemetryDecodeError,
+    LampTelemetrySpec,
+    SensorDecodeError,
+    SensorSpec,
+    TopicTemplate,
+    decode_lamp_telemetry,
+    decode_sensor,
+    encode_lamp_setpoint,
 )
 from gateways.pointmap import StatusFlag
 
