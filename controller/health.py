@@ -62,7 +62,7 @@ import numpy.typing as npt
 from controller.dimming.solar import solar_elevation_deg
 from domain.errors import StreetlightError
 from domain.inventory import InventoryArrays
-from domain.records import Lamp, LampCommand, Reading, ReadingKind
+from domain.records import Lamp, LampCommand, Reading, ReadingKind, StatusFlag
 
 __all__ = [
     "Alarm",
@@ -71,7 +71,6 @@ __all__ = [
     "HealthConfig",
     "HealthError",
     "HealthMonitor",
-    "LampStatus",
 ]
 
 I64 = npt.NDArray[np.int64]
@@ -82,21 +81,10 @@ NS_PER_S = 1_000_000_000
 _NEVER = -(2**62)
 
 
-class LampStatus(enum.IntFlag):
-    """Bits of a ``status`` reading (docs/gateway-protocol.md; ``gateways.pointmap.StatusFlag``,
-    which the controller may not import, has the same values)."""
-
-    LAMP_FAILURE = 1 << 0
-    DAY_BURNER = 1 << 1
-    COMMS_FAULT = 1 << 2
-    DRIVER_FAULT = 1 << 3
-    OVER_TEMPERATURE = 1 << 4
-
-
-_FAILURE_BITS = int(LampStatus.LAMP_FAILURE | LampStatus.DRIVER_FAULT)
-_DAY_BITS = int(LampStatus.DAY_BURNER)
-_COMMS_BITS = int(LampStatus.COMMS_FAULT)
-_KNOWN_BITS = int(sum(LampStatus))
+_FAILURE_BITS = int(StatusFlag.LAMP_FAILURE | StatusFlag.DRIVER_FAULT)
+_DAY_BITS = int(StatusFlag.DAY_BURNER)
+_COMMS_BITS = int(StatusFlag.COMMS_FAULT)
+_KNOWN_BITS = int(sum(StatusFlag))
 
 
 class AlarmKind(enum.StrEnum):

@@ -58,7 +58,17 @@ class ReadingKind(enum.StrEnum):
     LEVEL_FRAC = "level_frac"  # measured lamp output, 0..1
     POWER_W = "power_w"
     ENERGY_WH = "energy_wh"  # cumulative meter
-    STATUS = "status"  # bit flags, see gateways
+    STATUS = "status"  # bit flags: StatusFlag
+
+
+class StatusFlag(enum.IntFlag):
+    """Lamp status bits: the value of a ``ReadingKind.STATUS`` reading (docs/gateway-protocol.md)."""
+
+    LAMP_FAILURE = 1 << 0  # lamp or LED module out (TALQ LampFailure)
+    DAY_BURNER = 1 << 1  # lit in daylight, when the program says off
+    COMMS_FAULT = 1 << 2  # the controller cannot reach the driver (DALI bus error)
+    DRIVER_FAULT = 1 << 3  # control gear failure
+    OVER_TEMPERATURE = 1 << 4  # driver or luminaire thermal derating/protection
 
 
 @dataclass(frozen=True, slots=True)

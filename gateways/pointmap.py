@@ -43,7 +43,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from controller.dimming.dali import FADE_TIME_S, arc_to_level, fade_code_for, level_to_arc
 from domain.errors import StreetlightError
-from domain.records import Reading, ReadingKind
+from domain.records import Reading, ReadingKind, StatusFlag
 
 __all__ = [
     "BUILTIN_POINT_MAPS",
@@ -66,16 +66,6 @@ __all__ = [
 ]
 
 POINT_MAP_SCHEMA_VERSION: Final = 1
-
-
-class StatusFlag(enum.IntFlag):
-    """The project's lamp status bits: the value of a ``ReadingKind.STATUS`` reading."""
-
-    LAMP_FAILURE = 1 << 0  # lamp or LED module out (TALQ LampFailure)
-    DAY_BURNER = 1 << 1  # lit in daylight, when the program says off
-    COMMS_FAULT = 1 << 2  # the controller cannot reach the driver (DALI bus error)
-    DRIVER_FAULT = 1 << 3  # control gear failure
-    OVER_TEMPERATURE = 1 << 4  # driver or luminaire thermal derating/protection
 
 
 #: Flag names as written in configuration (``lamp_failure``...).

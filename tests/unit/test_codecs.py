@@ -35,7 +35,7 @@ from domain.protocol import (
     gateway_subscription,
     parse_gateway_topic,
 )
-from domain.records import LampCommand, Reading, ReadingKind
+from domain.records import LampCommand, Reading, ReadingKind, StatusFlag
 from gateways.codecs import (
     LampSetpointSpec,
     LampTelemetryDecodeError,
@@ -47,7 +47,6 @@ from gateways.codecs import (
     decode_sensor,
     encode_lamp_setpoint,
 )
-from gateways.pointmap import StatusFlag
 
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 

@@ -11,10 +11,9 @@ from controller.health import (
     HealthConfig,
     HealthError,
     HealthMonitor,
-    LampStatus,
 )
 from domain.inventory import InventoryArrays
-from domain.records import LampCommand, Reading, ReadingKind
+from domain.records import LampCommand, Reading, ReadingKind, StatusFlag
 from simulation.sample_town import sample_town
 
 S = 1_000_000_000
@@ -88,11 +87,11 @@ def test_a_controller_echoing_its_setpoint_does_not_hide_a_dead_lamp() -> None:
 def test_status_bits_raise_failure_and_unreachable_until_they_clear() -> None:
     hm = _monitor()
     hm.telemetry(everyone_reports(MIDNIGHT))
-    bits = LampStatus.DRIVER_FAULT | LampStatus.OVER_TEMPERATURE
+    bits = StatusFlag.DRIVER_FAULT | StatusFlag.OVER_TEMPERATURE
     hm.telemetry(
         [
             Reading(A, ReadingKind.STATUS, float(bits), MIDNIGHT + S),
-            Reading(C, ReadingKind.STATUS, float(LampStatus.COMMS_FAULT | 1 << 7), MIDNIGHT + S),
+            Reading(C, ReadingKind.STATUS, float(StatusFlag.COMMS_FAULT | 1 << 7), MIDNIGHT + S),
         ]
     )
     raised = hm.evaluate(MIDNIGHT + 2 * S)
@@ -140,7 +139,7 @@ def test_day_burner_is_lit_in_daylight_without_a_command_to_be_lit() -> None:
 def test_day_burner_status_bit() -> None:
     hm = _monitor()
     hm.telemetry(everyone_reports(MIDNIGHT))
-    hm.telemetry([Reading(D, ReadingKind.STATUS, float(LampStatus.DAY_BURNER), MIDNIGHT + S)])
+    hm.telemetry([Reading(D, ReadingKind.STATUS, float(StatusFlag.DAY_BURNER), MIDNIGHT + S)])
     raised = hm.evaluate(MIDNIGHT + S)
     assert summary(raised) == [(D, "day_burner", MIDNIGHT + S, None)]
     assert raised[0].detail == "status reports day_burner"
