@@ -328,6 +328,10 @@ class CommandLedger:
         self._trackers[cmd_id], actions = tracker.send(now_ns)
         return actions
 
+    def discard(self, cmd_id: str) -> None:
+        """Stop tracking a command that never left (its first publish failed)."""
+        self._trackers.pop(cmd_id, None)
+
     def on_ack(self, ack: CommandAck, now_ns: int) -> tuple[Action, ...]:
         tracker = self._trackers.get(ack.cmd_id)
         if tracker is None:
