@@ -3,7 +3,7 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 # Debian packages the tests need (installed when missing; CI and fresh machines have none).
-APT_PACKAGES ?= mosquitto victoria-metrics influxdb
+APT_PACKAGES ?= mosquitto victoria-metrics influxdb chromium
 STAMP   := $(VENV)/.installed
 
 .PHONY: setup run test test-fast bench bench-quick lint format clean
