@@ -373,8 +373,13 @@ class LiveController:
         self._last_tick: int | None = None
         self._pending_tick: list[int] = []
         self._pending_lamp: list[int] = []
+        # For a sensor covering several lamps, one detection raises all of them: the lamps after
+        # the first record that first lamp here (-1 for the first), so that the speed filter
+        # judges the detection once, on the first lamp, and the others follow its verdict.
+        self._pending_primary: list[int] = []
         self._due_tick: I64 = np.zeros(0, np.int64)
         self._due_lamp: I64 = np.zeros(0, np.int64)
+        self._due_primary: I64 = np.zeros(0, np.int64)
         self._demand: dict[tuple[str, str], tuple[float, int]] = {}
         self.counters: dict[str, int] = {
             "ticks": 0,
@@ -546,9 +551,11 @@ class LiveController:
                 return 0
             lamps = np.array([i], np.int64)
         t = int(time_ns) // self._tick_ns
-        for i in lamps.tolist():
+        listed = lamps.tolist()
+        for k, i in enumerate(listed):
             self._pending_tick.append(t)
             self._pending_lamp.append(int(i))
+            self._pending_primary.append(-1 if k == 0 else int(listed[0]))
         return len(lamps)
 
     def presence_readings(self, readings: Iterable[Reading]) -> int:
@@ -632,22 +639,25 @@ class LiveController:
     def _drain_presence(self, first: int, last: int) -> None:
         """Order pending detections by tick; stale ones are dropped, future ones stay pending."""
         if not self._pending_tick:
-            self._due_tick = self._due_lamp = np.zeros(0, np.int64)
+            self._due_tick = self._due_lamp = self._due_primary = np.zeros(0, np.int64)
             return
         ticks = np.array(self._pending_tick, np.int64)
         lamps = np.array(self._pending_lamp, np.int64)
+        primary = np.array(self._pending_primary, np.int64)
         later = ticks > last
         self._pending_tick = ticks[later].tolist()
         self._pending_lamp = lamps[later].tolist()
-        ticks, lamps = ticks[~later], lamps[~later]
+        self._pending_primary = primary[later].tolist()
+        ticks, lamps, primary = ticks[~later], lamps[~later], primary[~later]
         applied = np.maximum(ticks, first)
         max_age = round(self.config.presence_max_age_s / self.config.tick_s)
         fresh = applied - ticks <= max_age
         self.counters["presence_stale"] += int((~fresh).sum())
-        applied, lamps = applied[fresh], lamps[fresh]
+        applied, lamps, primary = applied[fresh], lamps[fresh], primary[fresh]
         order = np.argsort(applied, kind="stable")
         self._due_tick = applied[order]
         self._due_lamp = lamps[order]
+        self._due_primary = primary[order]
 
     def _plan_for(self, time_ns: int) -> list[_Slot]:
         """The slots driving the lamps at ``time_ns``: covering programs, then the fallback."""
@@ -750,20 +760,32 @@ class LiveController:
         elif self._any_override:
             self._override[:] = NO_OVERRIDE
         self._any_override = bool(len(self._overrides))
-        due = None
+        due = due_primary = None
         if len(self._due_tick):
             lo = int(np.searchsorted(self._due_tick, k, side="left"))
             hi = int(np.searchsorted(self._due_tick, k, side="right"))
-            due = self._due_lamp[lo:hi] if hi > lo else None
+            if hi > lo:
+                due, due_primary = self._due_lamp[lo:hi], self._due_primary[lo:hi]
         for slot in self._plan_for(t_ns):
             idx = slot.lamps
             n = len(idx)
             trig = _NO_LAMPS
-            if due is not None:
-                trig = slot.local[due]
-                trig = trig[trig >= 0]
-                if len(trig) and math.isfinite(slot.max_speed_mps):
-                    trig = self._plausible(slot, k, trig)
+            if due is not None and due_primary is not None:
+                mine = slot.local[due] >= 0
+                lamps_due, primary_due = due[mine], due_primary[mine]
+                if len(lamps_due) and math.isfinite(slot.max_speed_mps):
+                    first = primary_due < 0
+                    judged = slot.local[lamps_due[first]].astype(np.int32)
+                    kept = self._plausible(slot, k, judged)
+                    kept_global = slot.lamps[kept]
+                    # A sensor's other lamps follow the verdict on its first lamp (or stand on
+                    # their own when that lamp is under another program).
+                    follow = ~first & (
+                        np.isin(primary_due, kept_global) | (slot.local[primary_due] < 0)
+                    )
+                    trig = np.concatenate([kept, slot.local[lamps_due[follow]]]).astype(np.int32)
+                else:
+                    trig = slot.local[lamps_due].astype(np.int32)
             steps_now = slot.zone_steps
             if len(steps_now):
                 fresh = t_ns - slot.zone_demand_ns <= self._stale_ns

@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 
 from controller.dimming.levels import LampState, tick
 from controller.dimming.program import NightProgram
-from controller.health import AlarmKind, AlarmScope, HealthMonitor, LampStatus
+from controller.health import AlarmKind, AlarmScope, HealthMonitor
 from controller.live import ActiveProgram, LiveController
 from controller.policy import CompiledNight, Override, ZoneThresholds
 from domain.inventory import InventoryArrays
-from domain.records import Lamp, LampCommand, LightingClass, Reading, ReadingKind
+from domain.records import Lamp, LampCommand, LightingClass, Reading, ReadingKind, StatusFlag
 from tests.programs import random_program
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -258,7 +258,7 @@ def test_alarms_start_before_they_end_and_never_open_twice(
     # lamp_failure alarm per lamp.
     t += 100 * S  # past any skewed reading
     hm.telemetry(
-        [Reading(f"L{i}", ReadingKind.STATUS, float(LampStatus.LAMP_FAILURE), t) for i in range(4)]
+        [Reading(f"L{i}", ReadingKind.STATUS, float(StatusFlag.LAMP_FAILURE), t) for i in range(4)]
     )
     hm.evaluate(t)
     failing = [a.source_id for a in hm.active() if a.kind is AlarmKind.LAMP_FAILURE]
