@@ -783,7 +783,11 @@ class LiveController:
                     follow = ~first & (
                         np.isin(primary_due, kept_global) | (slot.local[primary_due] < 0)
                     )
-                    trig = np.concatenate([kept, slot.local[lamps_due[follow]]]).astype(np.int32)
+                    # Followers stay out of the filter's history: it re-judges that history
+                    # with each tick's detections, and would take a sensor's own lamps for
+                    # somebody moving between them in no time.
+                    followers = lamps_due[follow]
+                    trig = np.concatenate([kept, slot.local[followers]]).astype(np.int32)
                 else:
                     trig = slot.local[lamps_due].astype(np.int32)
             steps_now = slot.zone_steps

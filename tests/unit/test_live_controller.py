@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 from pathlib import Path
 
 import numpy as np
@@ -533,3 +534,40 @@ def test_run_loop_ticks_once_a_second_batches_and_resends_after_a_failed_link(to
         (4, 1.0, MIDNIGHT + S + 100_000_000),
         (4, 0.5, MIDNIGHT + 5 * S + 100_000_000),
     ]
+
+
+def test_one_sensor_over_several_lamps_is_one_detection_for_the_speed_filter() -> None:
+    """A sensor covering two lamps 30 m apart raises both at once: that is one detection, not
+    somebody moving 30 m in no time. A second sensor firing a second later at the next lamp
+    along (30 m/s, over the policy's 15 m/s) is filtered, and its companion lamp with it."""
+    inv = sample_town(streets=1, lamps_per_street=6, lat_deg=51.45, lon_deg=-2.58)
+    ids = _ids(inv)
+    policy = validate_policy(SAMPLES / "policy_presence_adaptive.yaml")
+    compiled = compile_night_full(
+        policy, inv, "2026-01-15", "Europe/London", window="night", neighbours=_graph(inv)
+    )
+    assert compiled.max_speed_mps == 15.0
+    sensors = [
+        # Each sensor is judged on its first lamp: PIR-A's is ids[1], next to PIR-B's ids[2].
+        Sensor("PIR-A", "sample", SensorKind.PRESENCE, 0.0, 0.0, lamp_ids=(ids[1], ids[0])),
+        Sensor("PIR-B", "sample", SensorKind.PRESENCE, 0.0, 0.0, lamp_ids=(ids[2], ids[5])),
+    ]
+    live = LiveController(inv, _gateways(inv), sensors=sensors, neighbours=_graph(inv))
+    live.set_programs([ActiveProgram(tuple(ids), compiled)])
+    late = int(dt.datetime(2026, 1, 15, 23, 30, tzinfo=dt.UTC).timestamp()) * S
+    live.step(late)
+
+    def targets() -> dict[str, float]:
+        snap = live.snapshot()
+        return dict(zip(snap.lamp_id, snap.target_frac.tolist(), strict=True))
+
+    base = targets()[ids[5]]
+    assert base < 1.0
+    assert live.presence("PIR-A", late + S) == 2
+    live.step(late + S)
+    assert targets()[ids[0]] == targets()[ids[1]] == 1.0  # both of PIR-A's lamps
+    assert live.counters["presence_implausible"] == 0
+    assert live.presence("PIR-B", late + 2 * S) == 2  # 30 m from ids[1] in 1 s
+    live.step(late + 2 * S)
+    assert live.counters["presence_implausible"] == 1  # judged once, on its first lamp
+    assert targets()[ids[5]] == base  # the companion follows the verdict: not raised
