@@ -76,11 +76,13 @@ __all__ = [
     "StatusDecodeError",
     "TopicError",
     "UplinkBatch",
+    "UplinkColumns",
     "UplinkDecodeError",
     "decode_ack",
     "decode_downlink",
     "decode_status",
     "decode_uplink",
+    "decode_uplink_columns",
     "derived_message_id",
     "dump_json",
     "encode_ack",
@@ -452,6 +454,178 @@ def decode_uplink(
     return UplinkBatch(
         gateway_id=gateway_id, epoch=epoch, seq=seq, sent_ns=sent_ns, readings=tuple(readings)
     )
+
+
+# --- uplink, columnar (the central side's fast path) --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkColumns:
+    """One decoded uplink message as columns: row ``i`` is ``(source_ids[i], kinds[i],
+    values[i], times_ns[i])``.
+
+    ``message_ids`` holds the ids *as sent*: ``""`` means the row's id is the derived one
+    (:meth:`message_id` fills it in). The central side de-duplicates derived ids per message
+    (``(gw, epoch, seq)``) and never needs them as text, so this form skips building them.
+    """
+
+    gateway_id: str
+    epoch: str
+    seq: int
+    sent_ns: int
+    source_ids: tuple[str, ...]
+    kinds: tuple[ReadingKind, ...]
+    values: tuple[float, ...]
+    times_ns: tuple[int, ...]
+    message_ids: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.source_ids)
+
+    def message_id(self, index: int) -> str:
+        """The de-duplication key of row ``index`` (explicit, or derived when sent empty)."""
+        return self.message_ids[index] or derived_message_id(
+            self.gateway_id, self.epoch, self.seq, index
+        )
+
+    def readings(self) -> tuple[Reading, ...]:
+        """The rows as records, exactly as :func:`decode_uplink` returns them."""
+        return tuple(
+            Reading(
+                source_id=self.source_ids[i],
+                kind=self.kinds[i],
+                value=self.values[i],
+                time_ns=self.times_ns[i],
+                message_id=self.message_id(i),
+            )
+            for i in range(len(self.source_ids))
+        )
+
+    @classmethod
+    def from_batch(cls, batch: UplinkBatch) -> UplinkColumns:
+        rows = batch.readings
+        return cls(
+            gateway_id=batch.gateway_id,
+            epoch=batch.epoch,
+            seq=batch.seq,
+            sent_ns=batch.sent_ns,
+            source_ids=tuple(r.source_id for r in rows),
+            kinds=tuple(r.kind for r in rows),
+            values=tuple(r.value for r in rows),
+            times_ns=tuple(r.time_ns for r in rows),
+            message_ids=tuple(
+                ""
+                if r.message_id == derived_message_id(batch.gateway_id, batch.epoch, batch.seq, i)
+                else r.message_id
+                for i, r in enumerate(rows)
+            ),
+        )
+
+
+_KIND_BY_TEXT: Final[dict[str, ReadingKind]] = {k.value: k for k in ReadingKind}
+# Integers beyond this cannot be converted to a float without overflow; the fast path leaves
+# them to decode_uplink, which words the refusal.
+_FLOAT_SAFE_INT: Final = 2**1000
+
+
+class _SlowPath(Exception):
+    """A row the fast path does not vouch for: decode the message with decode_uplink."""
+
+
+def decode_uplink_columns(
+    data: bytes,
+    *,
+    topic_gateway_id: str | None = None,
+    max_bytes: int = MAX_UPLINK_BYTES,
+    max_readings: int = MAX_READINGS_PER_UPLINK,
+) -> UplinkColumns:
+    """:func:`decode_uplink` for the central side's hot path, in columns.
+
+    Same acceptance, same rows, same errors: the header is checked by the same code, and the
+    rows by inline type and range checks that accept only what :func:`decode_uplink` accepts.
+    On the first row they cannot vouch for, the whole message goes to :func:`decode_uplink`,
+    which raises its located :class:`UplinkDecodeError` (or, if the row was fine after all,
+    returns the batch, converted here). Valid messages therefore cost one JSON parse and about
+    a microsecond per row; only refused ones are parsed twice.
+    """
+    check = FieldCheck(UplinkDecodeError)
+    doc = check.obj(load_json(data, max_bytes, UplinkDecodeError), "message")
+    check.version(doc)
+    gateway_id = check.sender(doc, topic_gateway_id)
+    epoch = check.text(check.field(doc, "epoch"), "epoch", 32)
+    if not _EPOCH_RE.match(epoch):
+        check.fail("epoch", "must be 1-32 letters, digits, _ or -")
+    seq = check.integer(check.field(doc, "seq"), "seq", 1)
+    sent_ns = check.integer(check.field(doc, "sent_ns"), "sent_ns")
+    rows = check.array(check.field(doc, "readings"), "readings", max_readings)
+    try:
+        columns = _fast_rows(rows)
+    except _SlowPath:
+        batch = decode_uplink(
+            data, topic_gateway_id=topic_gateway_id, max_bytes=max_bytes, max_readings=max_readings
+        )
+        return UplinkColumns.from_batch(batch)
+    source_ids, kinds, values, times_ns, message_ids = columns
+    return UplinkColumns(
+        gateway_id=gateway_id,
+        epoch=epoch,
+        seq=seq,
+        sent_ns=sent_ns,
+        source_ids=source_ids,
+        kinds=kinds,
+        values=values,
+        times_ns=times_ns,
+        message_ids=message_ids,
+    )
+
+
+def _fast_rows(
+    rows: list[Any],
+) -> tuple[
+    tuple[str, ...], tuple[ReadingKind, ...], tuple[float, ...], tuple[int, ...], tuple[str, ...]
+]:
+    # Column by column, with set/map/min/max doing the per-row work in C. Any doubt (a wrong
+    # type, an unhashable entry raising TypeError) sends the message to decode_uplink.
+    if not rows:
+        return (), (), (), (), ()
+    try:
+        if set(map(type, rows)) != {list} or set(map(len, rows)) != {5}:
+            raise _SlowPath
+        source_ids, kind_texts, values, times_ns, message_ids = zip(*rows, strict=True)
+        for source_id in set(source_ids):
+            if (
+                type(source_id) is not str
+                or not 0 < len(source_id) <= MAX_ID_CHARS
+                or not is_clean_text(source_id)
+            ):
+                raise _SlowPath
+        if not set(kind_texts) <= _KIND_BY_TEXT.keys():  # only a str can equal a kind's text
+            raise _SlowPath
+        value_types = set(map(type, values))
+        if value_types == {float}:
+            if not all(map(math.isfinite, values)):  # inf from 1e999
+                raise _SlowPath
+        elif value_types <= {float, int}:
+            if not -_FLOAT_SAFE_INT < min(values) <= max(values) < _FLOAT_SAFE_INT:
+                raise _SlowPath
+            if not all(map(math.isfinite, values)):
+                raise _SlowPath
+            values = tuple(map(float, values))
+        else:
+            raise _SlowPath
+        if set(map(type, times_ns)) != {int} or not (
+            min(times_ns) >= 0 and max(times_ns) <= _INT64_MAX
+        ):
+            raise _SlowPath
+        if set(map(type, message_ids)) != {str}:
+            raise _SlowPath
+        for message_id in [m for m in message_ids if m]:
+            if len(message_id) > _MAX_MESSAGE_ID_CHARS or not is_clean_text(message_id):
+                raise _SlowPath
+    except TypeError as err:
+        raise _SlowPath from err
+    kinds = tuple(map(_KIND_BY_TEXT.__getitem__, kind_texts))
+    return source_ids, kinds, values, times_ns, message_ids
 
 
 # --- downlink commands --------------------------------------------------------------------------
