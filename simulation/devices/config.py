@@ -425,6 +425,17 @@ def _check_topic(value: str) -> str:
     return value
 
 
+def _check_shape(shape: tuple[float, ...]) -> tuple[float, ...]:
+    if not shape:
+        return shape
+    if len(shape) != 24 or not all(math.isfinite(v) and v >= 0 for v in shape) or max(shape) <= 0:
+        raise ValueError("footfall_shape needs 24 finite values >= 0, not all zero (one per hour)")
+    return shape
+
+
+FootfallShape = Annotated[tuple[float, ...], AfterValidator(_check_shape)]
+
+
 class PresenceSensors(_Model):
     """PIR presence sensors along ``streets`` streets, ``per_street`` each, ``spacing_m`` apart.
 
@@ -440,6 +451,9 @@ class PresenceSensors(_Model):
     spacing_m: float = Field(30.0, gt=1, le=500)
     footfall_peak_per_h: float = Field(60.0, ge=0, le=100_000)
     traffic_peak_per_h: float = Field(30.0, ge=0, le=100_000)
+    #: People on foot by local hour (24 values, any scale: normalised to the peak), e.g. the
+    #: mean day of a real footfall counter; empty = the documented residential default shape.
+    footfall_shape: FootfallShape = ()
     topic: str = "sensors/{sensor_id}/presence"
     qos: int = Field(0, ge=0, le=2)
 
@@ -465,6 +479,9 @@ class CountingSensors(_Model):
     count: int = Field(1, ge=1, le=10_000)
     interval_s: float = Field(60.0, ge=1, le=86_400)
     peak_per_h: float = Field(600.0, ge=0, le=1_000_000)
+    #: People on foot by local hour (24 values, any scale: normalised to the peak), e.g. the
+    #: mean day of a real footfall counter; empty = the documented residential default shape.
+    footfall_shape: FootfallShape = ()
     topic: str = "sensors/{sensor_id}/count"
     qos: int = Field(0, ge=0, le=2)
 

@@ -77,6 +77,7 @@ class DeviceFleet:
                 trusted_clients_dir=trusted,
                 cache_dir=self._cache_dir,
                 clock=self._clock,
+                wall_ns=self._sim_clock.now_ns if self._sim_clock is not None else time.time_ns,
             )
             self._controllers[c.name] = await stack.enter_async_context(controller)
         if config.sensors:

@@ -52,7 +52,13 @@ import numpy as np
 import numpy.typing as npt
 
 from domain.records import SensorKind
-from simulation.demand import DemandModel, ModeSpeeds, StreetGeometry, simulate_night
+from simulation.demand import (
+    RESIDENTIAL_FOOTFALL_SHAPE,
+    DemandModel,
+    ModeSpeeds,
+    StreetGeometry,
+    simulate_night,
+)
 from simulation.devices.config import (
     BrokerConfig,
     ClockConfig,
@@ -217,6 +223,7 @@ class PresenceSource:
             tz=self._tz,
             footfall_peak_per_h=g.footfall_peak_per_h,
             traffic_peak_per_h=g.traffic_peak_per_h,
+            footfall_shape=g.footfall_shape or RESIDENTIAL_FOOTFALL_SHAPE,
         )
         seq = np.random.SeedSequence((self._seed, self._chunk))
         _, triggers = simulate_night(
@@ -272,6 +279,7 @@ class CountSource:
             tz=self._tz,
             footfall_peak_per_h=g.peak_per_h if g.kind == SensorKind.FOOTFALL.value else 0.0,
             traffic_peak_per_h=g.peak_per_h if g.kind == SensorKind.TRAFFIC.value else 0.0,
+            footfall_shape=g.footfall_shape or RESIDENTIAL_FOOTFALL_SHAPE,
         )
 
     def mean(self, start_ns: int, end_ns: int) -> npt.NDArray[np.float64]:

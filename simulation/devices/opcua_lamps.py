@@ -430,7 +430,8 @@ class VirtualController:
     ``cert_dir`` holds the server certificate (generated when missing; required unless the
     security is ``None``); ``trusted_clients_dir``, when given, is the only source of client
     certificates the server accepts. ``cache_dir`` holds the standard address space shelf.
-    ``clock`` is monotonic seconds (the fades' time base).
+    ``clock`` is monotonic seconds (the fades' time base); ``wall_ns`` is the controller's
+    UTC clock, epoch ns, which stamps its telemetry (a simulated clock in a simulated night).
     """
 
     def __init__(
@@ -442,6 +443,7 @@ class VirtualController:
         trusted_clients_dir: Path | None = None,
         cache_dir: Path | None = None,
         clock: Clock = time.monotonic,
+        wall_ns: Callable[[], int] = time.time_ns,
         curve: DriverCurve = DEFAULT_CURVE,
     ) -> None:
         if config.security is not Security.NONE and cert_dir is None:
@@ -460,6 +462,7 @@ class VirtualController:
         self._trusted_dir = trusted_clients_dir
         self._cache_dir = cache_dir
         self._clock = clock
+        self._wall_ns = wall_ns
         self._curve = curve
         self.application_uri = f"urn:streetlight:virtual-controller:{config.name}"
         self.bank = LampBank(
@@ -796,7 +799,8 @@ class VirtualController:
     async def _publish(self, server: Server, now_s: float) -> None:
         values = self._wire_values()
         energy_due = now_s - self._last_energy_s >= self.config.energy_publish_s
-        stamp = ua.DateTime.now(dt.UTC)
+        # The controller's own clock: a simulated night stamps telemetry in simulated time.
+        stamp = ua.DateTime.fromtimestamp(self._wall_ns() / 1e9, dt.UTC)
         for role, point in self._points.items():
             if role is PointRole.ENERGY and not energy_due:
                 continue
