@@ -15,7 +15,9 @@ output states it and the lamp-steps it makes.
    included), against :func:`simulation.sweep.run_sweep_serial` doing the same work in this
    process, one job after another with the same serial kernel (target >= 1.7x). Both results
    must be equal. ``--threaded-baseline`` also times the in-process sweep with the parallel
-   kernel (all cores in one job at a time).
+   kernel (all cores in one job at a time). The Dask driver shares the cores with the workers,
+   so what it spends is printed too: CPU seconds, preparing the night, making and shipping the
+   jobs, and reading the answers (with their size per job).
 
     python -m benchmarks.simulation                 # full size: about 15 minutes on 2 cores
     python -m benchmarks.simulation --quick --json  # < 60 s, one JSON object
@@ -35,6 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,14 +159,31 @@ def whole_run(scenario_path: Path) -> dict[str, Any]:
 
 def sweep(sweep_path: Path, n_workers: int, threaded_baseline: bool) -> dict[str, Any]:
     from simulation import sweep as sw
+    from simulation.run import PolicyNight
 
     spec = sw.load_sweep(sweep_path)
     t0 = time.perf_counter()
     serial = sw.run_sweep_serial(spec)
     serial_s = time.perf_counter() - t0
+    # The driver shares the cores with the workers: what it spends per job (making and
+    # shipping jobs, reading answers) is taken from the kernels.
+    answers: list[int] = []
+    read = sw._policy_night
+
+    def counted(out: sw.Arrays) -> PolicyNight:
+        answers.append(sum(v.nbytes if isinstance(v, np.ndarray) else 8 for v in out.values()))
+        return read(out)
+
+    sw._policy_night = counted
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
-    dask = sw.run_sweep(spec, n_workers=n_workers, threads_per_worker=1)
+    try:
+        with timed_stages(sw, ("prepare_night", "_submit_night", "_policy_night")) as driver:
+            dask = sw.run_sweep(spec, n_workers=n_workers, threads_per_worker=1)
+    finally:
+        sw._policy_night = read
     dask_s = time.perf_counter() - t0
+    dask_cpu_s = time.process_time() - cpu0
     out: dict[str, Any] = {
         "variants": len(serial.rows),
         "valid_variants": sum(r.valid for r in serial.rows),
@@ -174,6 +194,13 @@ def sweep(sweep_path: Path, n_workers: int, threaded_baseline: bool) -> dict[str
         "dask_kernel_s": dask.kernel_s,
         "speedup": serial_s / dask_s,
         "identical": dask.rows == serial.rows,
+        "dask_driver": {
+            "cpu_s": dask_cpu_s,
+            "prepare_night_s": driver["prepare_night"],
+            "make_and_ship_jobs_s": driver["_submit_night"],
+            "read_answers_s": driver["_policy_night"],
+            "answer_bytes_per_job": sum(answers) / max(len(answers), 1),
+        },
     }
     if threaded_baseline:
         # The in-process sweep again, each job on the parallel kernel (every core, one job at a
@@ -283,6 +310,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     print(f"  speed-up (target >= 1.7)     : {swept['speedup']:6.2f}x")
     print(f"  identical results            : {swept['identical']}")
+    drv = swept["dask_driver"]
+    print(
+        f"  Dask driver                  : {drv['cpu_s']:6.1f} s CPU; prepare night "
+        f"{drv['prepare_night_s']:.1f} s, make and ship jobs {drv['make_and_ship_jobs_s']:.2f} s, "
+        f"read answers {drv['read_answers_s']:.3f} s ({drv['answer_bytes_per_job']:,.0f} bytes/job)"
+    )
     if "threaded_s" in swept:
         print(f"  serial, parallel kernel      : {swept['threaded_s']:6.1f} s")
         print(f"  speed-up over that           : {swept['speedup_vs_threaded']:6.2f}x")

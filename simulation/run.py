@@ -21,8 +21,9 @@ Theory of operation
 6. *Accounting*: energy, cost, CO2, savings, compliance, commands, switch-ons and burning
    hours, per hour and per street.
 
-The kernel call is a pure function of compact arrays (:class:`PolicyNightJob`), so sweeps can
-ship it to Dask workers without Python object graphs.
+The kernel call is a pure function of compact arrays (:class:`PolicyNightJob`), and so is its
+accounting (:func:`account_passages`: the job, its result and each passage's road user), so
+sweeps can ship both to Dask workers without Python object graphs.
 """
 
 from __future__ import annotations
@@ -419,29 +420,75 @@ def _measured_trace(trace: RoadUserTrace, measure: str) -> RoadUserTrace:
 def make_job(
     scenario: Scenario, town: Town, setup: NightSetup, compiled: CompiledNight
 ) -> PolicyNightJob:
+    return _make_job(scenario, town, setup, compiled, _JobMemo())
+
+
+def make_jobs(scenario: Scenario, town: Town, setup: NightSetup) -> list[PolicyNightJob]:
+    """:func:`make_job` for every policy of the night, in ``setup.compiled`` order.
+
+    Policies that measure demand alike (same zones, thresholds and measure) or filter
+    detections alike (same ``max_speed_mps``) get the same arrays, computed once: a sweep's
+    variants mostly differ in a level or a hold time, and each of these steps reads the whole
+    night's trace.
+    """
+    memo = _JobMemo()
+    return [_make_job(scenario, town, setup, compiled, memo) for compiled in setup.compiled]
+
+
+@dataclass(eq=False)
+class _JobMemo:
+    """Arrays one night's policies may share, keyed by what they depend on besides the night."""
+
+    adaptive: dict[tuple[object, ...], npt.NDArray[np.int8]] = field(default_factory=dict)
+    triggers: dict[float, Triggers] = field(default_factory=dict)
+
+
+def _make_job(
+    scenario: Scenario, town: Town, setup: NightSetup, compiled: CompiledNight, memo: _JobMemo
+) -> PolicyNightJob:
     program = compiled.program
     n_int = -(-program.n_steps // round(INTERVAL_S))
     offset = setup.start_step // round(INTERVAL_S)
     th = compiled.thresholds
     n_zones = len(th.zone_names)
     if n_zones:
-        trace = _measured_trace(setup.trace, th.measure)
-        adaptive = _reference_steps(
-            scenario, trace, program.lamp_zone, n_zones, n_int, offset, th.down_per_h, th.up_per_h
+        key = (
+            th.measure,
+            n_zones,
+            n_int,
+            *(
+                (a.dtype.str, a.shape, a.tobytes())
+                for a in (program.lamp_zone, th.down_per_h, th.up_per_h)
+            ),
         )
+        if key not in memo.adaptive:
+            trace = _measured_trace(setup.trace, th.measure)
+            memo.adaptive[key] = _reference_steps(
+                scenario,
+                trace,
+                program.lamp_zone,
+                n_zones,
+                n_int,
+                offset,
+                th.down_per_h,
+                th.up_per_h,
+            )
+        adaptive = memo.adaptive[key]
     else:
         adaptive = np.zeros((0, n_int), np.int8)
     probe_lamp, probe_step = setup.probe_lamp, setup.probe_step
     triggers = setup.triggers
     if math.isfinite(compiled.max_speed_mps):
-        g = town.neighbours
-        triggers, _ = plausible_triggers(
-            triggers,
-            neighbour_indptr=g.indptr,
-            neighbour_indices=g.indices,
-            neighbour_distance_m=g.distance_m,
-            max_speed_mps=compiled.max_speed_mps,
-        )
+        if compiled.max_speed_mps not in memo.triggers:
+            g = town.neighbours
+            memo.triggers[compiled.max_speed_mps], _ = plausible_triggers(
+                triggers,
+                neighbour_indptr=g.indptr,
+                neighbour_indices=g.indices,
+                neighbour_distance_m=g.distance_m,
+                max_speed_mps=compiled.max_speed_mps,
+            )
+        triggers = memo.triggers[compiled.max_speed_mps]
     return PolicyNightJob(
         program,
         town.electrics,
@@ -480,21 +527,42 @@ class PolicyNight:
 
 
 def account(setup: NightSetup, job: PolicyNightJob, result: NightResult) -> PolicyNight:
-    tr = setup.trace
-    m = tr.n_records
+    """The figures of ``job`` (made by :func:`make_job` for ``setup``) from its kernel result."""
+    return account_passages(job, result, passage_user=setup.trace.user, n_users=setup.trace.n_users)
+
+
+def account_passages(
+    job: PolicyNightJob, result: NightResult, *, passage_user: I32, n_users: int
+) -> PolicyNight:
+    """:func:`account` from the job itself and the road user of each passage.
+
+    The job's probes are the night's passages, every entry and then every exit
+    (:class:`NightSetup`), so probe ``r`` and probe ``r + len(passage_user)`` are passage ``r``'s;
+    ``n_users`` is the night's number of road users. Nothing else of the night is read: a Dask
+    worker accounts where its kernel ran and sends back a few numbers, not per-passage arrays.
+    """
+    m = len(passage_user)
+    if len(job.probe_lamp) != 2 * m or len(result.probe_level_frac) != 2 * m:
+        raise ValueError(
+            f"{m} passages need {2 * m} probes (entries, then exits); the job has "
+            f"{len(job.probe_lamp)} and its result {len(result.probe_level_frac)}"
+        )
+    lamp = job.probe_lamp[:m]
+    enter_abs = job.probe_step[:m]
     enter_level = result.probe_level_frac[:m]
     below = result.probe_below_required_s[m:] - result.probe_below_required_s[:m]
-    seconds = (np.minimum(tr.leave_step + 1, setup.n_steps) - tr.enter_step).astype(np.float64)
-    enter_abs = tr.enter_step + setup.start_step
-    required_at_enter = setup.required_frac[
-        setup.lamp_required_row[tr.lamp], enter_abs // round(INTERVAL_S)
+    # An exit probe sits at min(leave + 1, n_steps): its distance from the entry is the
+    # passage's seconds inside the window.
+    seconds = (job.probe_step[m:] - enter_abs).astype(np.float64)
+    required_at_enter = job.required_frac[
+        job.lamp_required_row[lamp], enter_abs // round(INTERVAL_S)
     ]
     counted = required_at_enter > 0  # passages while the class required light
     seconds = np.where(counted, seconds, 0.0)
     below = np.where(counted, below, 0.0)
     program = job.program
-    prof = program.lamp_profile[tr.lamp]
-    boost = np.minimum(program.boost_frac[prof], program.ceiling_frac[tr.lamp])
+    prof = program.lamp_profile[lamp]
+    boost = np.minimum(program.boost_frac[prof], program.ceiling_frac[lamp])
     presence = program.boost_frac[prof] > 0
     early = (
         counted
@@ -503,9 +571,12 @@ def account(setup: NightSetup, job: PolicyNightJob, result: NightResult) -> Poli
         & (program.program_frac[prof, enter_abs] > 0)
     )
     dark = counted & (enter_level <= 0.0)
-    hour = (tr.enter_step // 3600).astype(np.int64)
-    n_hours = setup.n_steps // 3600
+    hour = ((enter_abs - job.start_step) // 3600).astype(np.int64)
+    n_hours = job.n_steps // 3600
     n = len(job.electrics.rated_power_w)
+    # Distinct users by marking, not np.unique: no sort of millions of passages.
+    seen = np.zeros(n_users, np.bool_)
+    seen[passage_user[early]] = True
     return PolicyNight(
         energy_wh_by_lamp=result.energy_wh.sum(axis=1),
         energy_kwh_by_hour=result.energy_wh.sum(axis=0) / 1000.0,
@@ -518,10 +589,10 @@ def account(setup: NightSetup, job: PolicyNightJob, result: NightResult) -> Poli
         below_user_seconds_by_hour=np.bincount(hour, below, minlength=n_hours)[:n_hours].astype(
             np.float64
         ),
-        user_seconds_by_lamp=np.bincount(tr.lamp, seconds, minlength=n).astype(np.float64),
-        below_user_seconds_by_lamp=np.bincount(tr.lamp, below, minlength=n).astype(np.float64),
-        users=tr.n_users,
-        users_before_boost=len(np.unique(tr.user[early])),
+        user_seconds_by_lamp=np.bincount(lamp, seconds, minlength=n).astype(np.float64),
+        below_user_seconds_by_lamp=np.bincount(lamp, below, minlength=n).astype(np.float64),
+        users=n_users,
+        users_before_boost=int(np.count_nonzero(seen)),
         dark_user_seconds=float(seconds[dark].sum()),
         samples=result.samples,
     )

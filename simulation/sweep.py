@@ -13,18 +13,22 @@ Theory of operation
 2. *Night* (driver, once per night). :func:`simulation.run.prepare_night` with every valid
    variant, so all variants are judged over the same window, meet the same road users (seeded
    from the scenario seed exactly as :func:`simulation.run.run_scenario` does) and the same
-   requirement. :func:`simulation.run.make_job` then gives each variant's kernel job.
-3. *Ship*. A job becomes a flat dict of arrays and scalars (:func:`job_to_arrays`). What every
-   job of a night shares (electrics, triggers, requirement, probes) is scattered once to every
-   worker; each variant's program and adaptive steps go to one worker, round robin, and its
-   task runs where that data already is. No Python object graph (trace, setup, policy) leaves
-   the driver.
-4. *Run* (worker). :func:`job_from_arrays`, the kernel, and back come only the
-   :class:`NightResult` arrays :func:`simulation.run.account` reads. Tasks use the serial kernel:
-   the parallelism is Dask's, one core per task.
-5. *Account* (driver). :func:`simulation.run.account` per variant and night, summed over nights
-   with the formulas of :func:`simulation.run.run_scenario`. While the workers run one night the
-   driver prepares the next.
+   requirement. :func:`simulation.run.make_jobs` then gives each variant's kernel job; demand
+   steps and filtered detections that variants share are computed once.
+3. *Ship*. A job becomes a flat dict of arrays and scalars (:func:`job_to_arrays`). The arrays
+   every job of the night holds alike (electrics, triggers, requirement, probes, and for a
+   typical grid the adaptive steps and most of the program), with the road user of each
+   passage, are scattered once to every worker; what is left of each variant (often a few
+   numbers) goes to one worker, round robin, and its task runs there. No Python object graph
+   (trace, setup, policy) leaves the driver.
+4. *Run and account* (worker). :func:`run_arrays`: :func:`job_from_arrays`, the kernel and
+   :func:`simulation.run.account_passages`; back come the night's figures with per-lamp and
+   per-passage arrays summed away (a few hundred bytes, whatever the town's size). Tasks use
+   the serial kernel: the parallelism is Dask's, one core per task. The serial sweep calls the
+   same :func:`run_arrays` in process.
+5. *Sum* (driver). Each variant's nights are summed with the formulas of
+   :func:`simulation.run.run_scenario`. While the workers run one night the driver prepares
+   the next.
 
 Rules: figures are kept per (variant, night) and summed in a fixed order, so rows do not depend
 on the order tasks finish in, the number of workers or the cluster: a Dask sweep equals
@@ -53,7 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from rich.console import Console
 from rich.table import Table
 
-from controller.dimming.levels import LampState, NightResult, run_night
+from controller.dimming.levels import NightResult, run_night
 from controller.dimming.power import LampElectrics
 from controller.dimming.program import NightProgram
 from controller.policy import Policy, load_policy_text, validate_policy
@@ -67,10 +71,10 @@ from simulation.run import (
     PolicyNightJob,
     Progress,
     Town,
-    account,
+    account_passages,
     all_night_energy_kwh,
     load_town,
-    make_job,
+    make_jobs,
     prepare_night,
     run_job,
 )
@@ -434,34 +438,23 @@ def _same(a: Any, b: Any) -> bool:
     return bool(type(a) is type(b) and a == b)
 
 
-#: What :func:`simulation.run.make_job` makes for each policy; the rest of a job is the night's.
-_OWN = ("program.", "adaptive")
+def _split(jobs: list[Arrays]) -> tuple[Arrays, list[Arrays]]:
+    """The arrays every job of a night holds alike, and what is left of each job.
 
-
-def _own_arrays(arrays: Arrays, shared: Arrays) -> Arrays:
-    """The arrays of one job that the night's shared arrays do not already hold.
-
-    Compared by value, not trusted by name: should :func:`simulation.run.make_job` one day vary
-    another array per policy, the job carries its own and it overrides the shared one.
+    Compared by value (identity first), not trusted by name: whatever a grid varies travels
+    with its job, everything else once per night.
     """
-    return {
-        k: v
-        for k, v in arrays.items()
-        if not k.startswith(_DRIVER_ONLY) and not (k in shared and _same(v, shared[k]))
-    }
+    first, rest = jobs[0], jobs[1:]
+    shared = {k: v for k, v in first.items() if all(k in job and _same(v, job[k]) for job in rest)}
+    return shared, [{k: v for k, v in job.items() if k not in shared} for job in jobs]
 
 
 # --- the worker's side --------------------------------------------------------------------------
 
-#: The NightResult fields :func:`simulation.run.account` reads; nothing else travels back.
-_RESULT_FIELDS = (
-    "energy_wh",
-    "on_s",
-    "commands",
-    "switch_ons",
-    "probe_level_frac",
-    "probe_below_required_s",
-)
+#: Keys of a night's shared arrays that accounting reads besides the job: each passage's road
+#: user and the night's number of users (:func:`simulation.run.account_passages`).
+_PASSAGE_USER = "passages.user"
+_N_USERS = "passages.n_users"
 
 
 def _run_kernel(job: PolicyNightJob) -> tuple[NightResult, float]:
@@ -474,32 +467,44 @@ def _run_kernel(job: PolicyNightJob) -> tuple[NightResult, float]:
 
 
 def run_arrays(own: Arrays, shared: Arrays) -> Arrays:
-    """What a worker runs: one job from its arrays, back the arrays accounting needs.
+    """What a worker runs: one job from its arrays, its kernel and its accounting.
 
-    ``kernel_s`` is the time spent in the kernel, seconds.
+    Back comes the job's :class:`simulation.run.PolicyNight` as arrays (:func:`_slim`: per-lamp
+    and per-passage arrays summed away, so a few hundred bytes whatever the town's size) and
+    ``kernel_s``, the seconds spent in the kernel.
     """
-    result, kernel_s = _run_kernel(job_from_arrays({**shared, **own}))
-    out: Arrays = {name: getattr(result, name) for name in _RESULT_FIELDS}
+    arrays = {**shared, **own}
+    job = job_from_arrays(arrays)
+    result, kernel_s = _run_kernel(job)
+    figures = account_passages(
+        job,
+        result,
+        passage_user=np.asarray(arrays[_PASSAGE_USER]),
+        n_users=int(arrays[_N_USERS]),
+    )
+    out: Arrays = {}
+    _flatten(_slim(figures), "", out)
     out["kernel_s"] = kernel_s
     return out
 
 
-def _result_from_arrays(out: Arrays, n_lamps: int) -> NightResult:
-    # Samples, end state and per-lamp seconds below requirement do not travel (accounting reads
-    # none of them); they come back empty, with zero lamps, so any use of them fails on shape.
-    none = LampState(np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32))
-    return NightResult(
-        energy_wh=np.asarray(out["energy_wh"]),
-        on_s=np.asarray(out["on_s"]),
-        commands=np.asarray(out["commands"]),
-        switch_ons=np.asarray(out["switch_ons"]),
-        samples=np.zeros((n_lamps, 0), np.float32),
-        sample_every_s=0.0,
-        state=none,
-        below_required_s=np.zeros(0, np.float64),
-        probe_level_frac=np.asarray(out["probe_level_frac"]),
-        probe_below_required_s=np.asarray(out["probe_below_required_s"]),
+def _slim(f: PolicyNight) -> PolicyNight:
+    # Summed where the kernel ran: an answer holds a few numbers per hour of the night, never
+    # one per lamp or per passage, and a big sweep keeps only those per variant-night.
+    return replace(
+        f,
+        energy_wh_by_lamp=np.array([f.energy_wh_by_lamp.sum()]),
+        user_seconds_by_lamp=np.zeros(0),
+        below_user_seconds_by_lamp=np.zeros(0),
+        samples=np.zeros((0, 0), np.float32),
     )
+
+
+def _policy_night(out: Arrays) -> PolicyNight:
+    """A :func:`run_arrays` answer back as figures (the driver's whole share of a job's work)."""
+    figures = _build(PolicyNight, "", out)
+    assert isinstance(figures, PolicyNight)
+    return figures
 
 
 # --- executors ----------------------------------------------------------------------------------
@@ -638,46 +643,27 @@ def _figures(scenario: Scenario, fs: list[PolicyNight], all_night_kwh: float) ->
     )
 
 
-def _slim(f: PolicyNight) -> PolicyNight:
-    # Per-lamp arrays are summed at once: a big sweep keeps only a few numbers per variant-night.
-    return replace(
-        f,
-        energy_wh_by_lamp=np.array([f.energy_wh_by_lamp.sum()]),
-        user_seconds_by_lamp=np.zeros(0),
-        below_user_seconds_by_lamp=np.zeros(0),
-        samples=np.zeros((0, 0), np.float32),
-    )
-
-
 @dataclass(eq=False)
 class _Batch:
     night: int
-    setup: NightSetup
-    jobs: list[PolicyNightJob]
+    date: dt.date
     handles: list[Any]
 
 
 def _submit_night(
     executor: _Serial | _Dask, night: int, scenario: Scenario, town: Town, setup: NightSetup
 ) -> _Batch:
-    """Make each variant's job and hand it to the executor at once, so the first jobs run
-    while the driver makes the rest."""
-    batch = _Batch(night, setup, [], [])
-    shared: Arrays = {}
-    shared_handle: Any = None
-    for compiled in setup.compiled:
-        # No heat map in a sweep: samples would be the largest array a worker sends back.
-        job = replace(make_job(scenario, town, setup, compiled), sample_every_s=0.0)
-        arrays = job_to_arrays(job)
-        if not shared:
-            shared = {k: v for k, v in arrays.items() if not k.startswith(_OWN + _DRIVER_ONLY)}
-            shared_handle = executor.share(shared)
-        own = _own_arrays(arrays, shared)
-        # The driver keeps the job as the worker sees it: one copy of the night's arrays (the
-        # probes alone are 12 bytes per passage) whatever the number of variants.
-        batch.jobs.append(job_from_arrays({**arrays, **shared, **own}))
-        batch.handles.append(executor.submit(shared_handle, own))
-    return batch
+    """Make every variant's job, share what they hold alike and hand each job its own rest."""
+    jobs = [
+        {k: v for k, v in job_to_arrays(job).items() if not k.startswith(_DRIVER_ONLY)}
+        # No heat map in a sweep: samples would be the largest array a worker makes.
+        for job in (replace(j, sample_every_s=0.0) for j in make_jobs(scenario, town, setup))
+    ]
+    shared, own = _split(jobs)
+    shared[_PASSAGE_USER] = setup.trace.user
+    shared[_N_USERS] = setup.trace.n_users
+    handle: Any = executor.share(shared)  # the dict itself in process, a future on Dask
+    return _Batch(night, setup.night, [executor.submit(handle, o) for o in own])
 
 
 def _execute(plan: SweepPlan, executor: _Serial | _Dask, progress: Progress | None) -> SweepResult:
@@ -701,15 +687,11 @@ def _execute(plan: SweepPlan, executor: _Serial | _Dask, progress: Progress | No
     def collect(batch: _Batch) -> None:
         nonlocal kernel_s, done
         for i, out in executor.completed(batch.handles):
-            job = batch.jobs[i]
-            result = _result_from_arrays(out, job.program.n_lamps)
-            figures[(i, batch.night)] = _slim(account(batch.setup, job, result))
+            figures[(i, batch.night)] = _policy_night(out)
             kernel_s += float(out["kernel_s"])
             done += 1
             if progress:
-                progress(
-                    f"{batch.setup.night} {valid[i].policy_name} #{valid[i].index}", done, total
-                )
+                progress(f"{batch.date} {valid[i].policy_name} #{valid[i].index}", done, total)
 
     pending: _Batch | None = None
     for k, night in enumerate(nights if valid else []):

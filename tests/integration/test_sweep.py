@@ -17,15 +17,28 @@ import pytest
 import yaml
 from rich.console import Console
 
-from simulation.run import load_policies, load_town, make_job, prepare_night, run_scenario
-from simulation.scenario import load_scenario
+from simulation.run import (
+    NightSetup,
+    Town,
+    account,
+    load_policies,
+    load_town,
+    make_job,
+    make_jobs,
+    prepare_night,
+    run_job,
+    run_scenario,
+)
+from simulation.scenario import Scenario, load_scenario
 from simulation.sweep import (
     SweepError,
     SweepResult,
+    _split,
     job_from_arrays,
     job_to_arrays,
     load_sweep,
     parse_path,
+    plan_sweep,
     print_sweep,
     run_arrays,
     run_sweep,
@@ -169,16 +182,83 @@ def test_job_arrays_round_trip(sweep_file: Path) -> None:
         # Names are optional: a worker is sent the arrays without them.
         bare = {k: v for k, v in arrays.items() if not k.endswith("_names")}
         assert job_from_arrays(bare).program.zone_names == ()
-        out = run_arrays({}, arrays)
-        assert set(out) == {
-            "energy_wh",
-            "on_s",
-            "commands",
-            "switch_ons",
-            "probe_level_frac",
-            "probe_below_required_s",
-            "kernel_s",
-        }
+
+
+def _passages(setup: NightSetup) -> dict[str, Any]:
+    # What a night's shared arrays carry for accounting besides the jobs.
+    return {"passages.user": setup.trace.user, "passages.n_users": setup.trace.n_users}
+
+
+@pytest.fixture(scope="module")
+def presence_night(sweep_file: Path) -> tuple[Scenario, Town, NightSetup]:
+    """The tiny town's night with both presence variants (hold 30 s and 120 s)."""
+    plan = plan_sweep(load_sweep(sweep_file))
+    policies = [
+        v.policy
+        for v in plan.variants
+        if v.policy is not None and v.policy_name == "estate-presence-adaptive"
+    ]
+    town = load_town(plan.scenario)
+    setup = prepare_night(plan.scenario, town, policies, dt.date(2026, 12, 21), 7)
+    return plan.scenario, town, setup
+
+
+def test_worker_accounts_as_the_driver_did(
+    presence_night: tuple[Scenario, Town, NightSetup],
+) -> None:
+    scenario, town, setup = presence_night
+    n_hours = setup.n_steps // 3600
+    for compiled in setup.compiled:
+        job = dataclasses.replace(make_job(scenario, town, setup, compiled), sample_every_s=0.0)
+        result, _ = run_job(job, parallel=False)
+        want = account(setup, job, result)  # the driver's accounting of the whole result
+        out = run_arrays({}, {**job_to_arrays(job), **_passages(setup)})
+        assert np.asarray(out["energy_wh_by_lamp"]).tolist() == [want.energy_wh_by_lamp.sum()]
+        for key in ("energy_kwh_by_hour", "user_seconds_by_hour", "below_user_seconds_by_hour"):
+            assert np.array_equal(out[key], getattr(want, key)), key
+        for key in ("commands", "switch_ons", "burning_h", "users", "users_before_boost"):
+            assert out[key] == getattr(want, key), key
+        assert out["dark_user_seconds"] == want.dark_user_seconds
+        assert out["users"] > 0 and out["users_before_boost"] > 0
+        assert out["kernel_s"] > 0
+        # Back come a few numbers per hour, never per lamp or per passage.
+        sizes = {k: v.size for k, v in out.items() if isinstance(v, np.ndarray)}
+        assert max(sizes.values()) == n_hours, sizes
+        assert sizes["samples"] == sizes["user_seconds_by_lamp"] == 0
+
+
+def test_worker_refuses_passages_that_do_not_match_the_probes(
+    presence_night: tuple[Scenario, Town, NightSetup],
+) -> None:
+    scenario, town, setup = presence_night
+    arrays = job_to_arrays(make_job(scenario, town, setup, setup.compiled[0]))
+    m = setup.trace.n_records
+    short = {**_passages(setup), "passages.user": setup.trace.user[:-1]}
+    with pytest.raises(ValueError) as err:
+        run_arrays({}, {**arrays, **short})
+    assert str(err.value) == (
+        f"{m - 1} passages need {2 * m - 2} probes (entries, then exits); the job has "
+        f"{2 * m} and its result {2 * m}"
+    )
+
+
+def test_variants_share_their_night_arrays(
+    presence_night: tuple[Scenario, Town, NightSetup],
+) -> None:
+    scenario, town, setup = presence_night
+    jobs = make_jobs(scenario, town, setup)
+    for job, compiled in zip(jobs, setup.compiled, strict=True):
+        _assert_same(job, make_job(scenario, town, setup, compiled))
+    # The speed filter and the demand steps read the whole trace: computed once, for both.
+    assert jobs[0].triggers is jobs[1].triggers
+    assert jobs[0].adaptive is jobs[1].adaptive
+    assert len(jobs[0].triggers) < len(setup.triggers)  # the filter did drop detections
+    shared, own = _split([job_to_arrays(j) for j in jobs])
+    # Only what a hold time changes travels with each job; the night goes once to each worker.
+    assert [sorted(o) for o in own] == [["program.hold_s"]] * 2
+    assert 30.0 in np.asarray(own[0]["program.hold_s"])  # one hold per profile; estate's varies
+    assert 120.0 in np.asarray(own[1]["program.hold_s"])
+    assert {"probe_step", "triggers.step", "adaptive", "required_frac"} <= set(shared)
 
 
 def test_path_syntax() -> None:

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import yaml
 
 from controller.dimming.solar import dusk_dawn
-from simulation.run import run_scenario
+from simulation.run import (
+    INTERVAL_S,
+    account,
+    load_policies,
+    load_town,
+    make_job,
+    prepare_night,
+    run_job,
+    run_scenario,
+)
 from simulation.sample_town import sample_town
 from simulation.scenario import ScenarioError, load_scenario
 
@@ -177,3 +187,86 @@ def test_replayed_leeds_counts_drive_the_night(tmp_path: Path) -> None:
     assert 100 < users < 20_000
     by_hour = report.policies[1].below_required_share_by_hour
     assert len(by_hour) == len(report.hour_labels)
+
+
+SAMPLES = Path(__file__).resolve().parents[2] / "streetlight" / "samples"
+
+
+def _account_passage_by_passage(setup: Any, job: Any, result: Any) -> dict[str, Any]:
+    """The slow twin of ``account``'s passage figures: read from the trace, one passage at a time."""
+    tr, program = setup.trace, job.program
+    m, n_hours = tr.n_records, setup.n_steps // 3600
+    user_h, below_h = np.zeros(n_hours), np.zeros(n_hours)
+    user_lamp, below_lamp = (
+        np.zeros(len(job.electrics.rated_power_w)),
+        np.zeros(len(job.electrics.rated_power_w)),
+    )
+    early: set[int] = set()
+    dark = 0.0
+    for r in range(m):
+        lamp, enter = int(tr.lamp[r]), int(tr.enter_step[r])
+        at = enter + setup.start_step
+        row = setup.lamp_required_row[lamp]
+        if setup.required_frac[row, at // round(INTERVAL_S)] <= 0:
+            continue  # the class required no light: not counted
+        seconds = min(int(tr.leave_step[r]) + 1, setup.n_steps) - enter
+        below = result.probe_below_required_s[m + r] - result.probe_below_required_s[r]
+        user_h[enter // 3600] += seconds
+        below_h[enter // 3600] += below
+        user_lamp[lamp] += seconds
+        below_lamp[lamp] += below
+        level = result.probe_level_frac[r]
+        prof = program.lamp_profile[lamp]
+        boost = min(program.boost_frac[prof], program.ceiling_frac[lamp])
+        if (
+            program.boost_frac[prof] > 0
+            and level + 1e-6 < boost
+            and program.program_frac[prof, at] > 0
+        ):
+            early.add(int(tr.user[r]))
+        if level <= 0:
+            dark += seconds
+    return {
+        "user_seconds_by_hour": user_h,
+        "below_user_seconds_by_hour": below_h,
+        "user_seconds_by_lamp": user_lamp,
+        "below_user_seconds_by_lamp": below_lamp,
+        "users_before_boost": len(early),
+        "dark_user_seconds": dark,
+    }
+
+
+def test_accounting_from_probes_matches_the_trace_passage_by_passage(tmp_path: Path) -> None:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "estate",
+                "inventory": {"sample_town": {"streets": 3, "lamps_per_street": 15}},
+                "demand": {"footfall_peak_per_h": 120, "traffic_peak_per_h": 40},
+                "policies": [
+                    {"file": str(SAMPLES / "policy_part_night.yaml")},
+                    {"file": str(SAMPLES / "policy_presence_adaptive.yaml")},
+                ],
+                "nights": {"first": NIGHT.isoformat()},
+                "seed": 5,
+            }
+        )
+    )
+    scenario = load_scenario(path)
+    town = load_town(scenario)
+    setup = prepare_night(scenario, town, load_policies(scenario), NIGHT, 5)
+    seen = {"users_before_boost": 0, "dark_user_seconds": 0.0}
+    for compiled in setup.compiled:
+        job = make_job(scenario, town, setup, compiled)
+        result, _ = run_job(job, parallel=False)
+        got = account(setup, job, result)
+        want = _account_passage_by_passage(setup, job, result)
+        for key, value in want.items():
+            assert np.array_equal(getattr(got, key), value), (compiled.program.meta, key)
+            if key in seen:
+                seen[key] += value
+        assert got.users == setup.trace.n_users > 0
+    # Both figures were exercised: presence users who met a lamp still fading up, and
+    # part-night users under switched-off lamps.
+    assert seen["users_before_boost"] > 0 and seen["dark_user_seconds"] > 0
