@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 APT_PACKAGES ?= mosquitto victoria-metrics influxdb chromium
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup run test test-fast bench bench-quick lint format clean
+.PHONY: setup run simulate test test-fast bench bench-quick lint format clean
 
 setup: $(STAMP)
 
@@ -21,7 +21,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+SPEED ?= 1
+
 run: setup
+	$(BIN)/streetlight stack --speed $(SPEED)
+
+simulate: setup
 	$(BIN)/streetlight simulate streetlight/samples/scenario_sample_town.yaml
 
 test: setup
@@ -33,10 +38,14 @@ test-fast: setup
 bench: setup
 	$(BIN)/python -m benchmarks.kernel
 	$(BIN)/python -m benchmarks.simulation
+	$(BIN)/python -m benchmarks.gateway
+	$(BIN)/python -m benchmarks.ingest
 
 bench-quick: setup
 	$(BIN)/python -m benchmarks.kernel --quick --json
 	$(BIN)/python -m benchmarks.simulation --quick --json
+	$(BIN)/python -m benchmarks.gateway --quick --json
+	$(BIN)/python -m benchmarks.ingest --quick --json
 
 lint: setup
 	$(BIN)/ruff format --check .

@@ -19,9 +19,11 @@ from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.dashboard import HEARTBEAT_S, install_dashboard
 from api.db import create_schema, make_engine, make_session_factory
 from api.deps import AppContext, Clock, CtxDep
 from api.errors import PROBLEM_MEDIA_TYPE, PayloadTooLargeError, install_problem_handlers, problem
+from api.feed import LiveFeed
 from api.jobs import DryRunRunner
 from api.live import TelemetryReader
 from api.routes import audit, auth, inventory, overrides, policies, reports, status
@@ -107,8 +109,15 @@ def create_app(
     telemetry: TelemetryReader | None = None,
     clock: Clock = time.time_ns,
     passwords: Passwords | None = None,
+    feed: LiveFeed | None = None,
+    stream_heartbeat_s: float = HEARTBEAT_S,
 ) -> FastAPI:
     """The API over the store at ``settings.database_url`` (tables are created if missing).
+
+    The dashboard (``/``) and its live stream are always installed; ``feed`` is the hub the
+    central service publishes live events to (None: a hub nobody publishes to, so the stream
+    carries the telemetry snapshot and heartbeats only). It is ``app.state.feed``.
+    ``stream_heartbeat_s`` is the longest the live stream stays silent (tests shorten it).
 
     ``telemetry`` is the historian live status and reports read (None: those routes answer
     503). ``clock`` gives UTC epoch ns: token expiry, override states and audit times follow
@@ -164,6 +173,8 @@ def create_app(
 
     for module in (auth, inventory, policies, overrides, status, reports, audit):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.state.feed = feed if feed is not None else LiveFeed()
+    install_dashboard(app, app.state.feed, heartbeat_s=stream_heartbeat_s)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -341,6 +341,78 @@ def devices(
 
 
 @app.command()
+def stack(
+    speed: Annotated[
+        float, typer.Option(help="simulated seconds per real second (60: an hour a minute)")
+    ] = 1.0,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="when the simulated night starts, ISO with a zone (default 21:00 tonight)"
+        ),
+    ] = None,
+    lamps: Annotated[int, typer.Option(help="lamps in the virtual district")] = 400,
+    port: Annotated[int, typer.Option(help="API and dashboard port")] = 8000,
+    mqtt_port: Annotated[int, typer.Option(help="embedded MQTT broker port")] = 1883,
+    data_dir: Annotated[Path, typer.Option(help="state of this run (recreated)")] = Path(
+        "var/stack"
+    ),
+) -> None:
+    """Run everything locally: broker, virtual town, gateway, central service and dashboard."""
+    import asyncio
+    import datetime as dt
+    import logging
+    import signal
+
+    from streetlight.stack import (
+        DEMO_PASSWORD,
+        DEMO_USER,
+        OTHER_USER,
+        Stack,
+        StackOptions,
+        run_stack,
+    )
+
+    try:
+        start_at = dt.datetime.fromisoformat(start) if start else None
+        options = StackOptions(
+            data_dir=data_dir,
+            api_port=port,
+            broker_port=mqtt_port,
+            lamps=lamps,
+            speed=speed,
+            start=start_at,
+        )
+    except ValueError as err:
+        raise _fail(str(err)) from None
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+        def ready(running: Stack) -> None:
+            services, town, clock = running.services, running.town, running.clock
+            now = dt.datetime.fromtimestamp(clock.now_ns() / 1e9, dt.UTC)
+            console.print(f"virtual town: {town.source}")
+            console.print(f"simulated clock: {now:%Y-%m-%d %H:%M} UTC, x{speed:g}")
+            console.print(f"dashboard: [bold]{services.api_url}/[/bold]")
+            console.print(
+                f"log in as [bold]{DEMO_USER}[/bold] / {DEMO_PASSWORD} "
+                f"(another council: {OTHER_USER} / {DEMO_PASSWORD}); Ctrl-C stops"
+            )
+
+        await run_stack(options, stop, on_ready=ready)
+        console.print("stopped")
+
+    asyncio.run(main())
+
+
+@app.command()
 def sweep(
     sweep_file: Annotated[Path, typer.Argument(help="sweep file (YAML), see docs/sweeps.md")],
     scheduler: Annotated[

@@ -30,6 +30,7 @@ from domain.errors import StreetlightError
 from domain.protocol import CommandAck, DownlinkCommand, GatewayTopics, encode_downlink
 from domain.records import LampCommand
 from gateways.acks import Action, ActionKind, CommandLedger, CommandState, RetryPolicy
+from gateways.agent import CENTRAL_HEARTBEAT, heartbeat_payload
 
 __all__ = ["DownlinkCounters", "DownlinkError", "DownlinkPublisher", "Publisher"]
 
@@ -170,8 +171,26 @@ class DownlinkPublisher:
     def in_flight(self) -> int:
         return len(self._ledger)
 
-    async def run(self, stop: asyncio.Event, *, period_s: float = 0.5) -> None:
+    async def heartbeat(self) -> None:
+        """Tell every gateway the central service is alive (QoS 0; a lost one costs nothing).
+
+        A gateway that hears neither a heartbeat nor a downlink for its
+        ``autonomy.uplink_timeout_s`` drives its lamps from its stored schedule.
+        """
+        payload = heartbeat_payload(self.now_ns())
+        with contextlib.suppress(StreetlightError):
+            await self.link.publish(CENTRAL_HEARTBEAT.format(prefix=self.prefix), payload, qos=0)
+
+    async def run(
+        self, stop: asyncio.Event, *, period_s: float = 0.5, heartbeat_s: float = 10.0
+    ) -> None:
+        """Retry and expire commands every ``period_s``; heartbeat every ``heartbeat_s``."""
+        next_beat = 0.0
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
+            if loop.time() >= next_beat:
+                await self.heartbeat()
+                next_beat = loop.time() + heartbeat_s
             await self.poll()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), period_s)
