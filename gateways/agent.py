@@ -7,10 +7,10 @@ subscription to every lamp's telemetry and takes batched setpoint writes; MQTT s
 on the gateway's :class:`~gateways.mqtt.MqttLink`. Every reading (telemetry, sensor events) is
 appended to a buffer that is sealed into an uplink message at least every
 ``uplink.batch_interval_s`` or at ``uplink.batch_max_readings`` and stored in the on-disk
-:class:`~gateways.queue.DiskQueue` *before* anything is sent. A pump sends the oldest stored
-message (QoS 1) and deletes it only after the broker's PUBACK, so readings survive broker
-outages and agent crashes; message ids are stable across retries, so the central side keeps
-each reading once.
+:class:`~gateways.queue.DiskQueue` *before* anything is sent. A pump sends stored messages
+oldest first (QoS 1, up to :data:`UPLINK_WINDOW` awaiting their PUBACK at once) and deletes each
+only after the broker's PUBACK, so readings survive broker outages and agent crashes; message
+ids are stable across retries, so the central side keeps each reading once.
 
 Northbound commands (downlink) are applied by writing setpoints (and ramp times) to the
 controllers, then acknowledged (applied / partial / rejected); a repeated command is re-acked
@@ -21,6 +21,14 @@ lamps from the stored edge schedule with the shared kernel (presence handled at 
 the fail-safe level when no schedule covers now. Malformed messages are counted and their
 reasons kept (the last few), never raised.
 
+*The sensor path is the hot one* (thousands of messages a second). The link hands each message
+over synchronously (see :mod:`gateways.mqtt`); its topic is matched to a route once (remembered
+per topic), each sensor spec is prepared once as a :class:`~gateways.codecs.SensorDecoder`, and
+readings go straight into the uplink buffer. Only work that must wait returns an awaitable:
+downlink commands (applied in arrival order by the link), and local light on demand, which
+presence detections request by setting one event that a control task answers, one pass for
+all the detections seen since its last pass.
+
 Time comes from ``clock`` (UTC epoch ns) so tests can reason about it.
 """
 
@@ -30,10 +38,12 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import functools
+import gc
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +57,7 @@ from domain.protocol import (
     CodecError,
     CommandAck,
     DownlinkCommand,
+    EncodeError,
     GatewayState,
     GatewayStatus,
     LampFailure,
@@ -60,26 +71,35 @@ from domain.records import LampCommand, Reading, ReadingKind
 from gateways.acks import AckCache, LatestCommandFilter
 from gateways.autonomy import LocalAutonomy, Mode
 from gateways.codecs import (
+    MAX_CACHED_TOPICS,
+    SensorDecoder,
     TopicTemplate,
     decode_lamp_telemetry,
-    decode_sensor,
     encode_lamp_setpoint,
 )
-from gateways.config import GatewayConfig, MqttSensorConfig
-from gateways.mqtt import BrokerSettings, LinkDown, MqttLink
+from gateways.config import GatewayConfig
+from gateways.mqtt import BrokerSettings, LinkDown, MqttLink, stop_tasks
 from gateways.opcua import ControllerUnavailable, LampNodes, OpcUaController, Security
 from gateways.pointmap import PointMap, PointValueError
-from gateways.queue import DiskQueue
+from gateways.queue import DiskQueue, QueuedMessage
 
 _log = logging.getLogger(__name__)
 
 #: Topic on which the central service announces itself (payload: any; JSON ``{"v": 1, ...}``).
 CENTRAL_HEARTBEAT = "{prefix}/central/heartbeat"
 
+#: Uplink messages awaiting their PUBACK at once (paho's own default allows 20 in flight).
+UPLINK_WINDOW = 16
+
+#: What the agent does with a message on one topic: ``(topic, payload, received_ns)`` -> None
+#: when done, or an awaitable for the link to await.
+_Route = Callable[[str, bytes, int], Awaitable[None] | None]
+
 
 @dataclass
 class AgentCounters:
     readings_buffered: int = 0
+    readings_rejected: int = 0
     uplink_messages_stored: int = 0
     uplink_messages_rejected_full: int = 0
     uplink_messages_sent: int = 0
@@ -132,9 +152,15 @@ class GatewayAgent:
         self._topics = config.topics
         prefix = config.uplink.topic_prefix
         self._heartbeat_topic = CENTRAL_HEARTBEAT.format(prefix=prefix)
+        self._downlink_topic = self._topics.downlink
+        self._uplink_topic = self._topics.uplink
         self._buffer: list[Reading] = []
         self._buffer_event = asyncio.Event()
         self._queue_event = asyncio.Event()
+        self._uplink_sends: set[asyncio.Task[None]] = set()
+        self._uplink_failed = False
+        self._presence_event = asyncio.Event()
+        self._topic_routes: dict[str, _Route] = {}
         self._routes: dict[str, _LampRoute] = {}
         self._status: dict[str, int] = {}
         self._written: dict[str, float] = {}
@@ -144,10 +170,11 @@ class GatewayAgent:
         self._acks = AckCache()
         self._latest = LatestCommandFilter()
         self._sensors = [(s, TopicTemplate.parse(s.topic)) for s in config.mqtt_sensors]
-        # Built once: sensors a group accepts (None: any id), not per message.
-        self._known_sensors = {
-            s.name: frozenset(s.lamps) if s.lamps else None for s in config.mqtt_sensors
-        }
+        # Built once, not per message: a group with a lamp map accepts only the sensors in it.
+        self._sensor_decoders = [
+            SensorDecoder(s, known_sensors=frozenset(s.lamps) if s.lamps else None)
+            for s in config.mqtt_sensors
+        ]
         self.controllers: list[OpcUaController] = []
         for k, ctl in enumerate(config.opcua_controllers):
             point_map = config.point_map(ctl.point_map)
@@ -265,17 +292,18 @@ class GatewayAgent:
             ("sealer", self._seal_loop()),
             ("uplink", self._uplink_loop()),
             ("control", self._control_loop()),
+            ("presence", self._presence_loop()),
             ("status", self._status_loop()),
         ):
             self._tasks.append(asyncio.create_task(coro, name=f"gateway {name}"))
+        # Start-up leaves ~120k objects (modules, configuration, controller node tables) that
+        # the collector has not walked yet: its first full collection, 0.1-0.3 s, would fall on
+        # the first burst of traffic (stalling a presence answer). Pay for it now.
+        gc.collect()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks([*self._tasks, *self._uplink_sends])
         self._tasks.clear()
         self._seal()  # readings still in memory go to disk, not away
         if self._stack is not None:
@@ -306,11 +334,33 @@ class GatewayAgent:
         size = self.config.uplink.batch_max_readings
         while self._buffer:
             batch, self._buffer = self._buffer[:size], self._buffer[size:]
-            if self.queue.put(encode_readings(batch)) is None:
+            body = self._encode(batch)
+            if body is None:
+                continue
+            if self.queue.put(body) is None:
                 self.counters.uplink_messages_rejected_full += 1
             else:
                 self.counters.uplink_messages_stored += 1
         self._queue_event.set()
+
+    def _encode(self, batch: list[Reading]) -> bytes | None:
+        """The stored form of ``batch``. A reading the protocol cannot carry (a time before 1970
+        from a controller's clock, an id too long) is dropped, counted and named; before, it
+        failed its whole batch and stopped the sealing task for good."""
+        try:
+            return encode_readings(batch)  # one call per batch: far cheaper than per reading
+        except EncodeError:
+            pass
+        good = []
+        for reading in batch:
+            try:
+                encode_readings((reading,))
+            except EncodeError as err:
+                self.counters.readings_rejected += 1
+                self._note(f"reading of {reading.source_id[:64]!r} not sent: {err.reason}")
+            else:
+                good.append(reading)
+        return encode_readings(good) if good else None
 
     async def _seal_loop(self) -> None:
         while True:
@@ -322,34 +372,51 @@ class GatewayAgent:
             self._seal()
 
     async def _uplink_loop(self) -> None:
+        """Send stored messages oldest first, up to :data:`UPLINK_WINDOW` awaiting their PUBACK
+        at once. One at a time, a gateway sends one message per round trip: during a burst the
+        broker's PUBACK waits behind every sensor message already on its way to us, and after
+        an outage a backlog drains at one message per network round trip."""
         assert self.queue is not None and self.link is not None
-        gw = self.config.gateway.id
+        sent_up_to = 0  # the newest message handed to the link since the last failure
         while True:
             await self._queue_event.wait()
-            if not self.link.connected:
-                self._queue_event.clear()
+            self._queue_event.clear()
+            if self._uplink_failed:
+                # The link went down under some sends: once none is left in flight, start
+                # again from the oldest message still stored.
+                if self._uplink_sends:
+                    await asyncio.wait(self._uplink_sends)
+                self._uplink_failed = False
+                sent_up_to = 0
+            room = UPLINK_WINDOW - len(self._uplink_sends)
+            if not self.link.connected or room <= 0:
                 continue
-            batch = self.queue.peek(50)
-            if not batch:
-                self._queue_event.clear()
-                continue
-            try:
-                for message in batch:
-                    payload = frame_uplink(
-                        message.payload,
-                        gateway_id=gw,
-                        epoch=self.queue.epoch,
-                        seq=message.id,
-                        sent_ns=self.clock(),
-                    )
-                    await self.link.publish(
-                        self._topics.uplink, payload, qos=self.config.uplink.qos
-                    )
-                    # Deleted only once the broker has acknowledged it (PUBACK).
-                    self.queue.ack([message.id])
-                    self.counters.uplink_messages_sent += 1
-            except LinkDown:
-                self._queue_event.clear()  # the next on_connected wakes the pump again
+            for message in self.queue.peek(room, after_id=sent_up_to):
+                sent_up_to = message.id
+                # Tasks start in creation order, so messages reach the link oldest first.
+                task = asyncio.create_task(self._send_uplink(message), name="gateway uplink send")
+                self._uplink_sends.add(task)
+                task.add_done_callback(self._uplink_sends.discard)
+
+    async def _send_uplink(self, message: QueuedMessage) -> None:
+        assert self.queue is not None and self.link is not None
+        payload = frame_uplink(
+            message.payload,
+            gateway_id=self.config.gateway.id,
+            epoch=self.queue.epoch,
+            seq=message.id,
+            sent_ns=self.clock(),
+        )
+        try:
+            await self.link.publish(self._uplink_topic, payload, qos=self.config.uplink.qos)
+        except LinkDown:
+            self._uplink_failed = True  # sent again after the next on_connected
+        else:
+            # Deleted only once the broker has acknowledged it (PUBACK).
+            self.queue.ack([message.id])
+            self.counters.uplink_messages_sent += 1
+        finally:
+            self._queue_event.set()  # room in the window, or a failure to handle
 
     async def _link_connected(self) -> None:
         assert self.link is not None
@@ -400,31 +467,47 @@ class GatewayAgent:
 
     # --- MQTT messages ------------------------------------------------------------------------
 
-    async def _on_message(self, topic: str, payload: bytes) -> None:
-        now = self.clock()
-        if topic == self._topics.downlink:
-            self.autonomy.heard_from_central(now)
-            await self._on_downlink(payload, now)
-            return
+    def _on_message(self, topic: str, payload: bytes) -> Awaitable[None] | None:
+        route = self._topic_routes.get(topic)
+        if route is None:
+            route = self._route(topic)
+            if len(self._topic_routes) >= MAX_CACHED_TOPICS:
+                self._topic_routes.clear()  # a bound, not a cache policy: see MAX_CACHED_TOPICS
+            self._topic_routes[topic] = route
+        return route(topic, payload, self.clock())
+
+    def _route(self, topic: str) -> _Route:
+        """What to do with messages on ``topic``, found once per topic (first match wins)."""
+        if topic == self._downlink_topic:
+            return self._on_downlink_message
         if topic == self._heartbeat_topic:
-            self.autonomy.heard_from_central(now)
-            return
-        for spec, template in self._sensors:
+            return self._on_heartbeat
+        for decoder, (spec, template) in zip(self._sensor_decoders, self._sensors, strict=True):
             if template.match(topic) is not None:
-                await self._on_sensor(spec, topic, payload, now)
-                return
+                return functools.partial(self._on_sensor, decoder, spec.lamps)
         for g, template, names in self._lamp_telemetry:
             if template.match(topic) is not None:
-                self._on_lamp_node(g, names, topic, payload, now)
-                return
+                return functools.partial(self._on_lamp_node, g, names)
+        return _ignore
 
-    async def _on_sensor(
-        self, spec: MqttSensorConfig, topic: str, payload: bytes, now: int
+    def _on_downlink_message(self, _topic: str, payload: bytes, now: int) -> Awaitable[None]:
+        self.autonomy.heard_from_central(now)
+        return self._on_downlink(payload, now)
+
+    def _on_heartbeat(self, _topic: str, _payload: bytes, now: int) -> None:
+        self.autonomy.heard_from_central(now)
+
+    def _on_sensor(
+        self,
+        decoder: SensorDecoder,
+        covered: dict[str, tuple[str, ...]],
+        topic: str,
+        payload: bytes,
+        now: int,
     ) -> None:
         self.counters.sensor_messages += 1
-        known = self._known_sensors.get(spec.name)
         try:
-            readings = decode_sensor(topic, payload, spec, received_ns=now, known_sensors=known)
+            readings = decoder.decode(topic, payload, received_ns=now)
         except CodecError as err:
             self.counters.sensor_messages_rejected += 1
             self._note(f"sensor message on {topic}: {err.reason}")
@@ -434,12 +517,12 @@ class GatewayAgent:
             lamp
             for r in readings
             if r.kind is ReadingKind.PRESENCE and r.value > 0
-            for lamp in spec.lamps.get(r.source_id, ())
+            for lamp in covered.get(r.source_id, ())
         ]
         if lamps:
             self.autonomy.presence(lamps)
             if self.autonomy.mode(now) is Mode.SCHEDULE:
-                await self._apply_local(now)  # light on demand at once, not at the next tick
+                self._presence_event.set()  # light on demand at once, not at the next tick
 
     def _on_lamp_node(
         self, group: int, names: dict[str, str], topic: str, payload: bytes, now: int
@@ -592,6 +675,14 @@ class GatewayAgent:
             await asyncio.sleep(self._control_interval_s)
             await self._apply_local(self.clock())
 
+    async def _presence_loop(self) -> None:
+        # One pass answers every detection since the last one: a burst of presence messages
+        # costs one level computation and one batched write, not one each.
+        while True:
+            await self._presence_event.wait()
+            self._presence_event.clear()
+            await self._apply_local(self.clock())
+
     def status(self) -> dict[str, Any]:
         """A snapshot for operators: mode, counters, queue depth, connections, recent errors."""
         now = self.clock()
@@ -605,6 +696,11 @@ class GatewayAgent:
             "controllers": {c.endpoint: c.connected for c in self.controllers},
             "recent_errors": list(self.counters.errors)[-10:],
         }
+
+
+def _ignore(_topic: str, _payload: bytes, _now: int) -> None:
+    """Route of a topic that fits a subscription but no template (``a/{x}/{x}`` subscribes as
+    ``a/+/+``, which ``a/1/2`` also fits)."""
 
 
 def heartbeat_payload(now_ns: int) -> bytes:

@@ -17,11 +17,11 @@ receive time is an argument. The northbound protocol (gateway <-> central servic
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Annotated, Any, Final, Literal, NoReturn
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -45,6 +45,7 @@ from domain.records import LampCommand, Reading, ReadingKind
 from gateways.pointmap import FlagName, flags_to_status
 
 __all__ = [
+    "MAX_CACHED_TOPICS",
     "MAX_SENSOR_BYTES",
     "MAX_SENSOR_ITEMS",
     "LampFieldMap",
@@ -52,6 +53,7 @@ __all__ = [
     "LampTelemetryDecodeError",
     "LampTelemetrySpec",
     "SensorDecodeError",
+    "SensorDecoder",
     "SensorPayloadSpec",
     "SensorSpec",
     "TopicTemplate",
@@ -133,7 +135,7 @@ class TopicTemplate:
         return "/".join(out)
 
 
-@lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=256)
 def _parse_topic_template(template: str) -> TopicTemplate:
     levels = tuple(template.split("/"))
     fields = []
@@ -197,21 +199,49 @@ JsonPath = Annotated[str, AfterValidator(_valid_path)]
 _MISSING: Final = object()
 
 
+@dataclass(frozen=True, slots=True)
+class _Path:
+    """A JSON path parsed once (:func:`parse_json_path`): its text, whether it starts at the
+    payload's root, and each segment with its array index (-1: not an index)."""
+
+    text: str
+    from_root: bool
+    segments: tuple[tuple[str, int], ...]
+
+    def find(self, root: Any, item: Any) -> Any:
+        """The value at this path, or ``_MISSING``."""
+        node = root if self.from_root else item
+        for key, index in self.segments:
+            if isinstance(node, dict):
+                node = node.get(key, _MISSING)
+            elif index >= 0 and isinstance(node, list):
+                node = node[index] if index < len(node) else _MISSING
+            else:
+                return _MISSING
+            if node is _MISSING:
+                return _MISSING
+        return node
+
+
+def _array_index(segment: str) -> int:
+    if not segment.isdigit():
+        return -1
+    try:
+        return int(segment)
+    except ValueError:  # digits int() does not read, such as superscripts: a key, never an index
+        return -1
+
+
+@functools.lru_cache(maxsize=1024)
+def _path(path: str) -> _Path:
+    # Cached: specs hold a handful of paths, and parsing one costs more than following it.
+    start, segments = parse_json_path(path)
+    return _Path(path, start == "$", tuple((s, _array_index(s)) for s in segments))
+
+
 def _lookup(root: Any, item: Any, path: str) -> Any:
     """The value at ``path``, or ``_MISSING``."""
-    start, segments = parse_json_path(path)
-    node = root if start == "$" else item
-    for segment in segments:
-        if isinstance(node, dict):
-            node = node.get(segment, _MISSING)
-        elif isinstance(node, list) and segment.isdigit():
-            index = int(segment)
-            node = node[index] if index < len(node) else _MISSING
-        else:
-            return _MISSING
-        if node is _MISSING:
-            return _MISSING
-    return node
+    return _path(path).find(root, item)
 
 
 def _time_ns(value: object, unit: str, where: str, fail: Callable[[str, str], NoReturn]) -> int:
@@ -335,6 +365,218 @@ def _id_text(value: object, where: str, fail: Callable[[str, str], NoReturn]) ->
     return value
 
 
+_SCALE_NS: Final = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+#: Topics a :class:`SensorDecoder` remembers the match of. Sensors publish on a bounded set of
+#: topics; a publisher inventing new ids costs a topic match each, never unbounded memory.
+MAX_CACHED_TOPICS: Final = 8192
+_SENSOR_CHECK: Final = FieldCheck(SensorDecodeError)
+
+
+class SensorDecoder:
+    """:func:`decode_sensor` for one spec, prepared once for a stream of messages.
+
+    The spec's topic template, JSON paths, reading kind and time scale are worked out here,
+    not per message, and the placeholder values of each topic are remembered (at most
+    :data:`MAX_CACHED_TOPICS` topics, then the memory starts again). ``decode`` returns what
+    :func:`decode_sensor` returns for the same arguments and raises the same errors.
+    """
+
+    __slots__ = (
+        "_event_id",
+        "_item_path",
+        "_kind",
+        "_kind_path",
+        "_known",
+        "_max_age_s",
+        "_max_bytes",
+        "_max_future_s",
+        "_max_items",
+        "_sensor_path",
+        "_template",
+        "_time_path",
+        "_time_scale",
+        "_topic_id",
+        "_topics",
+        "_value_path",
+        "spec",
+    )
+
+    def __init__(
+        self,
+        spec: SensorSpec,
+        *,
+        known_sensors: Collection[str] | None = None,
+        max_future_s: float = DEFAULT_MAX_FUTURE_S,
+        max_age_s: float | None = DEFAULT_MAX_AGE_S,
+        max_bytes: int = MAX_SENSOR_BYTES,
+        max_items: int = MAX_SENSOR_ITEMS,
+    ) -> None:
+        p = spec.payload
+        self.spec = spec
+        self._template = TopicTemplate.parse(spec.topic)
+        self._known = known_sensors
+        self._max_future_s = max_future_s
+        self._max_age_s = max_age_s
+        self._max_bytes = max_bytes
+        self._max_items = max_items
+        self._item_path = None if p.items is None else _path(p.items)
+        self._sensor_path = None if p.sensor_id is None else _path(p.sensor_id)
+        self._kind = None if p.kind is None else ReadingKind(p.kind)
+        self._kind_path = None if p.kind_path is None else _path(p.kind_path)
+        self._value_path = None if p.value is None else _path(p.value)
+        self._time_path = None if p.time is None else _path(p.time)
+        self._time_scale = _SCALE_NS.get(p.time_unit, 0)  # 0: ISO 8601 text
+        self._event_id = None if p.event_id is None else _path(p.event_id)
+        # The sensor id is the topic's only when the payload does not name the sensor.
+        self._topic_id = p.sensor_id is None
+        self._topics: dict[str, dict[str, str]] = {}
+
+    def topic_values(self, topic: str) -> dict[str, str]:
+        """The placeholder values in ``topic`` (do not change the dict: it is remembered);
+        :class:`SensorDecodeError` if the topic does not fit the spec's template or, when the
+        sensor id comes from the topic, the id is not one the uplink can carry."""
+        values = self._topics.get(topic)
+        if values is None:
+            values = self._template.match(topic)
+            if values is None:
+                raise SensorDecodeError(f"topic {topic!r} does not match {self.spec.topic!r}")
+            if self._topic_id:
+                # Checked as an id in a payload is: a topic level may be long or hold control
+                # characters, and one such reading would make a whole uplink batch unsendable.
+                _id_text(values["sensor_id"], "topic", _SENSOR_CHECK.fail)
+            if len(self._topics) >= MAX_CACHED_TOPICS:
+                self._topics.clear()
+            self._topics[topic] = values
+        return values
+
+    def decode(self, topic: str, payload: bytes, *, received_ns: int) -> list[Reading]:
+        """Readings in one sensor message; raises only :class:`SensorDecodeError`."""
+        from_topic = self._topics.get(topic) or self.topic_values(topic)
+        root = load_json(payload, self._max_bytes, SensorDecodeError)
+        items = self._item_path
+        if items is None:
+            reading = self._entry(root, root, "", -1, from_topic, received_ns)
+            return [] if reading is None else [reading]
+        found = items.find(root, root)
+        if found is _MISSING:
+            _SENSOR_CHECK.fail(items.text, "is missing")
+        readings = []
+        for i, item in enumerate(_SENSOR_CHECK.array(found, items.text, self._max_items)):
+            reading = self._entry(root, item, f"{items.text}.{i}: ", i, from_topic, received_ns)
+            if reading is not None:
+                readings.append(reading)
+        return readings
+
+    def _get(self, path: _Path, root: Any, item: Any, where: str) -> Any:
+        value = path.find(root, item)
+        if value is _MISSING:
+            _SENSOR_CHECK.fail(f"{where}{path.text}", "is missing")
+        return value
+
+    # The hot path below is written out for the common message (a number and a whole-unit
+    # time, both present): a sensor gateway runs it thousands of times a second, and each
+    # function call or location text built for an error that does not happen costs about as
+    # much as a check. Anything unusual takes the general checks, which give the reasons.
+
+    def _entry(
+        self,
+        root: Any,
+        item: Any,
+        where: str,
+        index: int,
+        from_topic: dict[str, str],
+        received_ns: int,
+    ) -> Reading | None:
+        """The reading of one entry (the payload, or entry ``index`` of ``items``), or None for
+        "nothing detected". Checks run in a fixed order, so a message breaking several rules
+        is always refused for the same one."""
+
+        fail = _SENSOR_CHECK.fail if not where else functools.partial(_fail_in_entry, where)
+        sensor_path = self._sensor_path
+        if sensor_path is not None:
+            sensor_id = _id_text(self._get(sensor_path, root, item, where), sensor_path.text, fail)
+            topic_id = from_topic.get("sensor_id")
+            if topic_id is not None and topic_id != sensor_id:
+                fail(
+                    sensor_path.text, f"sensor {sensor_id!r} differs from the topic's {topic_id!r}"
+                )
+        else:
+            sensor_id = from_topic["sensor_id"]
+        known = self._known
+        if known is not None and sensor_id not in known:
+            fail(
+                sensor_path.text if sensor_path is not None else "topic",
+                f"sensor {sensor_id!r} is not configured on this gateway",
+            )
+        kind = self._kind
+        if kind is None:
+            kind = self._read_kind(root, item, where, fail)
+        value_path = self._value_path
+        if value_path is None:
+            value = 1.0
+        else:
+            raw = value_path.find(root, item)
+            if type(raw) is int and 0 <= raw < 2**53:
+                value = float(raw)
+            elif type(raw) is float and 0.0 <= raw < math.inf:
+                value = raw
+            elif raw is _MISSING:
+                _SENSOR_CHECK.fail(f"{where}{value_path.text}", "is missing")
+            elif isinstance(raw, bool) and kind is ReadingKind.PRESENCE:
+                if not raw:
+                    return None
+                value = 1.0
+            else:
+                value = _SENSOR_CHECK.number(raw, f"{where}{value_path.text}")
+                if value < 0.0:
+                    fail(value_path.text, f"{value!r} is negative; counts and detections are >= 0")
+            if kind is ReadingKind.PRESENCE and value == 0.0:
+                return None
+        time_path = self._time_path
+        if time_path is None:
+            time_ns = received_ns
+        else:
+            stamp = self._get(time_path, root, item, where)
+            scale = self._time_scale
+            if scale and type(stamp) is int and EARLIEST_TIME_NS <= stamp * scale < LATEST_TIME_NS:
+                time_ns = stamp * scale  # whole units, checked as _time_ns checks them
+            else:
+                time_ns = _time_ns(stamp, self.spec.payload.time_unit, time_path.text, fail)
+            ahead_s = (time_ns - received_ns) / 1e9  # as _check_clock computes it
+            max_age_s = self._max_age_s
+            if ahead_s > self._max_future_s or (max_age_s is not None and -ahead_s > max_age_s):
+                _check_clock(
+                    time_ns, received_ns, self._max_future_s, max_age_s, time_path.text, fail
+                )
+        message_id = ""
+        event_path = self._event_id
+        if event_path is not None:
+            event = _id_text(self._get(event_path, root, item, where), event_path.text, fail)
+            message_id = f"{sensor_id}#{event}"
+            if index >= 0 and event_path.from_root:
+                message_id += f"#{index}"  # one event id for the whole list: number the entries
+        return Reading(sensor_id, kind, value, time_ns, message_id)
+
+    def _read_kind(
+        self, root: Any, item: Any, where: str, fail: Callable[[str, str], NoReturn]
+    ) -> ReadingKind:
+        kind_path = self._kind_path
+        assert kind_path is not None  # the spec's validator guarantees kind or kind_path
+        kind_values = self.spec.payload.kind_values
+        kind_text = self._get(kind_path, root, item, where)
+        if not isinstance(kind_text, str):
+            fail(kind_path.text, f"must be text, got {json_kind(kind_text)}")
+        mapped = kind_values.get(kind_text) if kind_values else kind_text
+        if mapped not in ("presence", "footfall_count", "traffic_count"):
+            known = ", ".join(sorted(kind_values)) or "presence, footfall_count, traffic_count"
+            fail(kind_path.text, f"{kind_text!r} is not a known kind; expected {known}")
+        return ReadingKind(mapped)
+
+
+def _fail_in_entry(where: str, path: str, message: str) -> NoReturn:
+    _SENSOR_CHECK.fail(f"{where}{path}", message)
+
+
 def decode_sensor(
     topic: str,
     payload: bytes,
@@ -354,89 +596,18 @@ def decode_sensor(
     (a sensor whose clock is wrong would put its counts in the wrong night). When the topic and
     the payload both name the sensor they must agree; ``known_sensors`` refuses any other id.
     A presence value of ``false`` (or 0) means "nothing detected" and yields no reading
-    (presence readings are detection events).
+    (presence readings are detection events). A stream of messages for one spec is cheaper
+    through one :class:`SensorDecoder`.
     """
-    check = FieldCheck(SensorDecodeError)
-    template = TopicTemplate.parse(spec.topic)
-    from_topic = template.match(topic)
-    if from_topic is None:
-        raise SensorDecodeError(f"topic {topic!r} does not match {spec.topic!r}")
-    root = load_json(payload, max_bytes, SensorDecodeError)
-    p = spec.payload
-    if p.items is not None:
-        items = _lookup(root, root, p.items)
-        if items is _MISSING:
-            check.fail(p.items, "is missing")
-        entries = check.array(items, p.items, max_items)
-    else:
-        entries = [root]
-    readings = []
-    for i, item in enumerate(entries):
-        where = f"{p.items}.{i}: " if p.items is not None else ""
-
-        def get(path: str, *, _item: Any = item, _where: str = where) -> Any:
-            value = _lookup(root, _item, path)
-            if value is _MISSING:
-                check.fail(f"{_where}{path}", "is missing")
-            return value
-
-        def fail(path: str, message: str, *, _where: str = where) -> NoReturn:
-            check.fail(f"{_where}{path}", message)
-
-        if p.sensor_id is not None:
-            sensor_id = _id_text(get(p.sensor_id), p.sensor_id, fail)
-            topic_id = from_topic.get("sensor_id")
-            if topic_id is not None and topic_id != sensor_id:
-                fail(p.sensor_id, f"sensor {sensor_id!r} differs from the topic's {topic_id!r}")
-        else:
-            sensor_id = from_topic["sensor_id"]
-        if known_sensors is not None and sensor_id not in known_sensors:
-            fail(p.sensor_id or "topic", f"sensor {sensor_id!r} is not configured on this gateway")
-        if p.kind is not None:
-            kind = ReadingKind(p.kind)
-        else:
-            assert p.kind_path is not None  # the spec's validator guarantees one of the two
-            kind_text = get(p.kind_path)
-            if not isinstance(kind_text, str):
-                fail(p.kind_path, f"must be text, got {json_kind(kind_text)}")
-            mapped = p.kind_values.get(kind_text) if p.kind_values else kind_text
-            if mapped not in ("presence", "footfall_count", "traffic_count"):
-                known = (
-                    ", ".join(sorted(p.kind_values)) or "presence, footfall_count, traffic_count"
-                )
-                fail(p.kind_path, f"{kind_text!r} is not a known kind; expected {known}")
-            kind = ReadingKind(mapped)
-        if p.value is None:
-            value = 1.0
-        else:
-            raw = get(p.value)
-            if isinstance(raw, bool) and kind is ReadingKind.PRESENCE:
-                if not raw:
-                    continue
-                value = 1.0
-            else:
-                value = check.number(raw, f"{where}{p.value}")
-                if value < 0.0:
-                    fail(p.value, f"{value!r} is negative; counts and detections are >= 0")
-                if kind is ReadingKind.PRESENCE and value == 0.0:
-                    continue
-        if p.time is None:
-            time_ns = received_ns
-        else:
-            time_ns = _time_ns(get(p.time), p.time_unit, p.time, fail)
-            _check_clock(time_ns, received_ns, max_future_s, max_age_s, p.time, fail)
-        message_id = ""
-        if p.event_id is not None:
-            event = _id_text(get(p.event_id), p.event_id, fail)
-            message_id = f"{sensor_id}#{event}"
-            if p.items is not None and p.event_id.startswith("$"):
-                message_id += f"#{i}"  # one event id for the whole list: number the entries
-        readings.append(
-            Reading(
-                source_id=sensor_id, kind=kind, value=value, time_ns=time_ns, message_id=message_id
-            )
-        )
-    return readings
+    decoder = SensorDecoder(
+        spec,
+        known_sensors=known_sensors,
+        max_future_s=max_future_s,
+        max_age_s=max_age_s,
+        max_bytes=max_bytes,
+        max_items=max_items,
+    )
+    return decoder.decode(topic, payload, received_ns=received_ns)
 
 
 # --- MQTT lamp nodes ----------------------------------------------------------------------------

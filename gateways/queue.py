@@ -224,13 +224,14 @@ class DiskQueue:
             assert cursor.lastrowid is not None
             return int(cursor.lastrowid)
 
-    def peek(self, n: int) -> list[QueuedMessage]:
-        """Up to ``n`` oldest messages, oldest first, without removing them."""
+    def peek(self, n: int, *, after_id: int = 0) -> list[QueuedMessage]:
+        """Up to ``n`` oldest messages with an id above ``after_id``, oldest first, without
+        removing them (``after_id``: the last one a sender already has in flight)."""
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         with self._locked() as db:
             rows = db.execute(
-                "SELECT id, payload FROM messages ORDER BY id LIMIT ?", (n,)
+                "SELECT id, payload FROM messages WHERE id > ? ORDER BY id LIMIT ?", (after_id, n)
             ).fetchall()
         return [QueuedMessage(int(i), bytes(p)) for i, p in rows]
 

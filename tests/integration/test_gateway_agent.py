@@ -7,6 +7,7 @@ that appear nowhere in the gateway's code: they reach it only through the TOML p
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 import aiomqtt
 import numpy as np
 import pytest
+from asyncua import ua
 
 from domain.protocol import AckStatus, DownlinkCommand, decode_ack, decode_uplink, encode_downlink
 from domain.records import LampCommand
@@ -405,6 +407,192 @@ def test_cut_uplink_at_night_lamps_follow_the_schedule_or_fail_safe(
                 async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:
                     await c.publish("streetlight/v1/central/heartbeat", b'{"v": 1}', qos=1)
                 await _until(lambda: agent.status()["mode"] == "central", 5)
+        finally:
+            await server.stop()
+
+    asyncio.run(scenario())
+
+
+def test_sensor_burst_around_a_downlink_and_its_duplicate(
+    mosquitto: Broker, tmp_path: Path
+) -> None:
+    """Sensor messages are handled as they arrive and commands one at a time in arrival order:
+    every reading reaches the uplink once, the command is applied once and acked twice."""
+    n_messages = 2_000
+
+    async def scenario() -> None:
+        opc_port = free_port()
+        server, nodes = await start_server(opc_port, {})
+        config = load_gateway_config(gateway_toml(tmp_path, mosquitto.port, opc_port))
+        central = Central(mosquitto.port)
+        ready = asyncio.Event()
+        central_task = asyncio.create_task(central.run(ready))
+        await ready.wait()
+        now_ms = int(time.time() * 1000)
+        cmd = DownlinkCommand(
+            "cmd-burst",
+            time.time_ns(),
+            (LampCommand("L-0001", 0.5), LampCommand("L-0002", 0.75)),
+        )
+
+        def presence_times() -> list[int]:
+            return sorted(r[3] for r in central.readings.values() if r[1] == "presence")
+
+        try:
+            async with GatewayAgent(config) as agent:
+                assert agent.link is not None
+                await agent.link.wait_connected(10)
+                await agent.controllers[0].wait_connected(10)
+                async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:
+                    for k in range(n_messages):
+                        if k in (n_messages // 3, n_messages // 3 + 1):
+                            await c.publish(
+                                "streetlight/v1/gw-test/downlink", encode_downlink(cmd), qos=1
+                            )
+                        payload = json.dumps({"presence": 1, "t": now_ms - k}).encode()
+                        await c.publish("sensors/pir-1/presence", payload, qos=1)
+                await _until(lambda: len(presence_times()) >= n_messages, 30)
+                await _until(lambda: len(central.acks) == 2, 10)
+                assert presence_times() == sorted((now_ms - k) * 10**6 for k in range(n_messages))
+                assert central.duplicates == 0
+                assert [a.status for a in central.acks] == [AckStatus.APPLIED] * 2  # type: ignore[attr-defined]
+                assert agent.counters.downlinks_duplicate == 1
+                assert agent.counters.setpoints_written == 2  # two lamps, written once
+                assert await nodes["L-0002.DimCommand_pct"].read_value() == pytest.approx(75.0)  # type: ignore[attr-defined]
+                assert (
+                    agent.counters.sensor_messages,
+                    agent.counters.sensor_messages_rejected,
+                ) == (
+                    n_messages,
+                    0,
+                )
+                assert (
+                    agent.link.counters.handler_errors,
+                    agent.link.counters.messages_dropped,
+                ) == (
+                    0,
+                    0,
+                )
+        finally:
+            central_task.cancel()
+            await server.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_reading_the_uplink_cannot_carry_is_dropped_and_counted(
+    mosquitto: Broker, tmp_path: Path
+) -> None:
+    """A controller that stamps a value before 1970 (the protocol carries no negative times)
+    costs that one reading: the rest of its batch and every later batch still go out."""
+
+    async def scenario() -> None:
+        opc_port = free_port()
+        server, nodes = await start_server(opc_port, {})
+        # A long batch interval: the bad reading shares its batch with the good ones below.
+        path = gateway_toml(tmp_path, mosquitto.port, opc_port, batch_interval_s=2.0)
+        config = load_gateway_config(path)
+        central = Central(mosquitto.port)
+        ready = asyncio.Event()
+        central_task = asyncio.create_task(central.run(ready))
+        await ready.wait()
+        power = nodes["L-0002.ActivePower_W"]
+
+        def powers() -> list[float]:
+            return [r[2] for r in central.readings.values() if r[:2] == ("L-0002", "power_w")]
+
+        try:
+            async with GatewayAgent(config) as agent:
+                await agent.controllers[0].wait_connected(10)
+                await _until(lambda: powers() == [0.0], 10)  # the value at subscription
+                old = ua.DateTime(1960, 1, 1, tzinfo=dt.UTC)
+                await power.write_value(  # type: ignore[attr-defined]
+                    ua.DataValue(ua.Variant(7.0, ua.VariantType.Double), SourceTimestamp=old)
+                )
+                await asyncio.sleep(0.3)
+                await power.write_value(8.0)  # type: ignore[attr-defined]
+                await _until(lambda: 8.0 in powers(), 10)
+                await power.write_value(9.0)  # type: ignore[attr-defined]
+                await _until(lambda: 9.0 in powers(), 10)
+                assert powers() == [0.0, 8.0, 9.0]
+                assert agent.counters.readings_rejected == 1
+                assert agent.status()["recent_errors"][-1] == (
+                    "reading of 'L-0002' not sent: readings[0].time_ns: "
+                    "-315619200000000000 is outside 0..9223372036854775807"
+                )
+        finally:
+            central_task.cancel()
+            await server.stop()
+
+    asyncio.run(scenario())
+
+
+def _presence_schedule(tmp: Path, night: str) -> Path:
+    """The presence policy for the gateway's lamps, P4 along one street."""
+    from controller.edge_schedule import save_schedule
+    from controller.policy import compile_night, validate_policy
+    from domain.inventory import InventoryArrays
+    from domain.records import Lamp, LightingClass
+
+    inventory = InventoryArrays.from_lamps(
+        [
+            Lamp(
+                x,
+                "test",
+                -2.58 + k * 2e-3,  # about 140 m apart: no lamp is a neighbour
+                51.45,
+                50.0,
+                lighting_class=LightingClass.P4,
+                street="Test Road",
+                order_on_street=k,
+            )
+            for k, x in enumerate(ALL_LAMPS)
+        ]
+    )
+    policy = validate_policy(ROOT / "streetlight" / "samples" / "policy_presence_adaptive.yaml")
+    program = compile_night(policy, inventory, night, "Europe/London")
+    return save_schedule(tmp / "edge-schedule.npz", list(ALL_LAMPS), [program])
+
+
+def test_presence_raises_lamps_at_once_when_on_its_own(mosquitto: Broker, tmp_path: Path) -> None:
+    """On the edge schedule, a detection is answered by the presence task within moments, not
+    at the next control tick (here 8 s apart)."""
+
+    async def scenario() -> None:
+        opc_port = free_port()
+        server, nodes = await start_server(opc_port, {})
+        path = gateway_toml(tmp_path, mosquitto.port, opc_port)
+        schedule = _presence_schedule(tmp_path, "2026-12-21")
+        text = path.read_text().replace(
+            "uplink_timeout_s = 3600", f'uplink_timeout_s = 1\nschedule_path = "{schedule}"'
+        )
+        path.write_text(text)
+        _, clock = _night_clock("2026-12-21T23:00")  # after 22:00: a 50 % base
+        tick_s = 8.0
+
+        async def setpoints() -> list[float]:
+            return [await nodes[f"{x}.DimCommand_pct"].read_value() for x in LAMPS]  # type: ignore[attr-defined]
+
+        try:
+            async with GatewayAgent(
+                load_gateway_config(path),
+                clock=clock,  # type: ignore[arg-type]
+                control_interval_s=tick_s,
+            ) as agent:
+                await agent.controllers[0].wait_connected(10)
+                deadline = time.monotonic() + 4 * tick_s
+                while await setpoints() != pytest.approx([50.0] * 3):
+                    assert time.monotonic() < deadline, f"setpoints {await setpoints()}"
+                    await asyncio.sleep(0.05)
+                assert agent.status()["mode"] == "schedule"
+                published = time.monotonic()
+                async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:
+                    payload = json.dumps({"presence": 1, "t": clock() // 10**6}).encode()  # type: ignore[operator]
+                    await c.publish("sensors/pir-1/presence", payload, qos=1)
+                while not all(v > 50.0 for v in (await setpoints())[:2]):
+                    assert time.monotonic() - published < tick_s / 2, f"{await setpoints()}"
+                    await asyncio.sleep(0.02)
+                assert (await setpoints())[2] == pytest.approx(50.0)  # pir-1 covers L-1, L-2
         finally:
             await server.stop()
 

@@ -37,10 +37,12 @@ from domain.protocol import (
 )
 from domain.records import LampCommand, Reading, ReadingKind, StatusFlag
 from gateways.codecs import (
+    MAX_CACHED_TOPICS,
     LampSetpointSpec,
     LampTelemetryDecodeError,
     LampTelemetrySpec,
     SensorDecodeError,
+    SensorDecoder,
     SensorSpec,
     TopicTemplate,
     decode_lamp_telemetry,
@@ -438,6 +440,65 @@ def test_sensor_identity_and_clock_checks() -> None:
         decode({"id": "P1", "t": ms - 8 * 86_400_000, "presence": 1})
     old = decode({"id": "P1", "t": ms - 8 * 86_400_000, "presence": 1}, max_age_s=None)
     assert old[0].time_ns == T0 - 8 * 86_400 * 10**9
+
+
+def test_a_sensor_decoder_serves_a_stream_of_messages() -> None:
+    """One decoder for many messages, as the agent uses it: what it remembers of one topic
+    never leaks into another, and a refused message leaves it as it was."""
+    spec = sensor({"kind": "presence", "value": "$.presence", "time": "$.t"})
+    decoder = SensorDecoder(spec, known_sensors={"P1", "P2"})
+    ms = T0 // 10**6
+
+    def decode(topic: str, payload: bytes) -> list[Reading]:
+        return decoder.decode(topic, payload, received_ns=T0)
+
+    assert decode("sensors/P1/events", b'{"presence": 1, "t": %d}' % ms) == [
+        Reading("P1", ReadingKind.PRESENCE, 1.0, T0)
+    ]
+    with pytest.raises(SensorDecodeError) as info:
+        decode("sensors/P9/events", b'{"presence": 1, "t": %d}' % ms)
+    assert info.value.reason == "topic: sensor 'P9' is not configured on this gateway"
+    with pytest.raises(SensorDecodeError) as info:
+        decode("sensors/P1/other", b"{}")
+    assert (
+        info.value.reason == "topic 'sensors/P1/other' does not match 'sensors/{sensor_id}/events'"
+    )
+    with pytest.raises(SensorDecodeError) as info:
+        decode("sensors/P1/events", b'{"presence": "yes", "t": %d}' % ms)
+    assert info.value.reason == "$.presence: must be a finite number, got the text 'yes'"
+    assert decode("sensors/P2/events", b'{"presence": 2, "t": %d}' % (ms + 1)) == [
+        Reading("P2", ReadingKind.PRESENCE, 2.0, T0 + 10**6)
+    ]
+    assert decode("sensors/P1/events", b'{"presence": 0, "t": %d}' % ms) == []
+    assert decode("sensors/P1/events", b'{"presence": 1, "t": %d}' % (ms + 2)) == [
+        Reading("P1", ReadingKind.PRESENCE, 1.0, T0 + 2 * 10**6)
+    ]
+
+
+def test_a_sensor_decoder_remembers_topics_within_a_bound() -> None:
+    decoder = SensorDecoder(sensor({"kind": "presence"}))
+    first = decoder.topic_values("sensors/S1/events")
+    assert first == {"sensor_id": "S1"}
+    assert decoder.topic_values("sensors/S1/events") is first  # matched once, then remembered
+    for k in range(MAX_CACHED_TOPICS):
+        decoder.topic_values(f"sensors/X{k}/events")
+    # So many other topics came since that the memory started again: matched anew, same values.
+    again = decoder.topic_values("sensors/S1/events")
+    assert again == first and again is not first
+
+
+def test_sensor_ids_from_the_topic_are_checked_as_payload_ids_are() -> None:
+    """A topic level may hold what no uplink can carry (over 128 characters, control
+    characters); such a message is refused with the reason, not passed on."""
+    spec = sensor({"kind": "footfall_count", "value": "$.count"})
+    for sensor_id in ("S" * 129, "S\x01"):
+        with pytest.raises(SensorDecodeError) as info:
+            decode_sensor(f"sensors/{sensor_id}/events", b'{"count": 1}', spec, received_ns=T0)
+        assert info.value.reason == "topic: must be printable text of at most 128 characters"
+    longest = "S" * 128
+    assert decode_sensor(f"sensors/{longest}/events", b'{"count": 1}', spec, received_ns=T0) == [
+        Reading(longest, ReadingKind.FOOTFALL_COUNT, 1.0, T0)
+    ]
 
 
 def test_sensor_spec_rules() -> None:
