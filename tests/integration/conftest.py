@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import os
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,3 +163,18 @@ def mosquitto_tls(tmp_path: Path) -> Iterator[tuple[Broker, dict[str, Path]]]:
         yield broker, certs
     finally:
         broker.stop()
+
+
+async def until(condition: Callable[[], object], timeout_s: float, what: str = "condition") -> None:
+    """Wait until ``condition()`` (a value, or an awaitable of one) is truthy; polls every 50 ms
+    and fails with ``what`` after ``timeout_s`` seconds."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not met within {timeout_s} s")
+        await asyncio.sleep(0.05)

@@ -29,7 +29,7 @@ from gateways.mqtt import BrokerSettings
 from sensor_ingest.config import IngestConfig
 from streetlight.central import CentralConfig
 from streetlight.serve import ServeOptions, Services, serve
-from tests.integration.conftest import Broker, free_port
+from tests.integration.conftest import Broker, free_port, until
 from tests.integration.test_gateway_agent import gateway_toml
 from tests.integration.test_opcua_controller import LAMPS, start_server
 
@@ -71,19 +71,6 @@ class NightClock:
 
     async def sleep_until(self, time_ns: int) -> None:
         await asyncio.sleep(max(0.0, (time_ns - self.now_ns()) / 1e9))
-
-
-async def _until(condition, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout_s} s")
-        await asyncio.sleep(0.1)
 
 
 def test_policy_override_presence_and_telemetry_through_the_whole_chain(
@@ -159,9 +146,7 @@ def test_policy_override_presence_and_telemetry_through_the_whole_chain(
 
                 # No policy yet: the fail-bright fallback lights every lamp fully at night.
                 for lamp in LAMPS:
-                    await _until(
-                        lambda lamp=lamp: _close(setpoint(lamp), 100.0), 20, f"{lamp} full"
-                    )
+                    await until(lambda lamp=lamp: _close(setpoint(lamp), 100.0), 20, f"{lamp} full")
 
                 # A presence policy on a group: the lamps idle at 50 %.
                 group = await http.post("/api/v1/groups", headers=auth, json={"name": "high"})
@@ -182,7 +167,7 @@ def test_policy_override_presence_and_telemetry_through_the_whole_chain(
                 )
                 assert r.status_code in (200, 201), r.text
                 for lamp in LAMPS:
-                    await _until(lambda lamp=lamp: _close(setpoint(lamp), 50.0), 20, f"{lamp} 50")
+                    await until(lambda lamp=lamp: _close(setpoint(lamp), 50.0), 20, f"{lamp} 50")
 
                 # A presence event on the gateway's sensor: the central controller raises the
                 # sensor's lamps (the gateway leaves light on demand to the central side while
@@ -194,7 +179,7 @@ def test_policy_override_presence_and_telemetry_through_the_whole_chain(
                         qos=1,
                     )
                 for lamp in LAMPS[:2]:
-                    await _until(lambda lamp=lamp: _close(setpoint(lamp), 100.0), 15, "boost")
+                    await until(lambda lamp=lamp: _close(setpoint(lamp), 100.0), 15, "boost")
                 assert await setpoint(LAMPS[2]) == pytest.approx(50.0)  # not under pir-1
                 assert services.central.counters["presence"] >= 1
 
@@ -210,10 +195,10 @@ def test_policy_override_presence_and_telemetry_through_the_whole_chain(
                     },
                 )
                 assert r.status_code == 201, r.text
-                await _until(lambda: _close(setpoint(LAMPS[2]), 80.0), 15, "override")
+                await until(lambda: _close(setpoint(LAMPS[2]), 80.0), 15, "override")
                 r = await http.delete(f"/api/v1/overrides/{r.json()['id']}", headers=auth)
                 assert r.status_code in (200, 204), r.text
-                await _until(lambda: _close(setpoint(LAMPS[2]), 50.0), 15, "override cancelled")
+                await until(lambda: _close(setpoint(LAMPS[2]), 50.0), 15, "override cancelled")
 
                 # Telemetry from the controller lands in the historian and in live status.
                 await nodes[f"{LAMPS[2]}.DimActual_pct"].write_value(50.0)  # type: ignore[attr-defined]
@@ -228,7 +213,7 @@ def test_policy_override_presence_and_telemetry_through_the_whole_chain(
                         and body.get("power_w") == pytest.approx(21.5)
                     )
 
-                await _until(live_ok, 15, "live status")
+                await until(live_ok, 15, "live status")
                 gateways = (await http.get("/api/v1/gateways", headers=auth)).json()
                 assert [g["gateway_id"] for g in gateways["items"]] == ["gw-test"]
                 assert gateways["items"][0]["online"] is True

@@ -14,17 +14,9 @@ from domain.records import LampCommand
 from gateways.acks import CommandState, RetryPolicy
 from gateways.mqtt import BrokerSettings, MqttLink
 from streetlight.downlink import DownlinkError, DownlinkPublisher
-from tests.integration.conftest import Broker
+from tests.integration.conftest import Broker, until
 
 pytestmark = pytest.mark.timeout(120)
-
-
-async def _until(condition, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(0.02)
 
 
 def test_commands_are_acked_retried_and_given_up(mosquitto: Broker) -> None:
@@ -67,7 +59,7 @@ def test_commands_are_acked_retried_and_given_up(mosquitto: Broker) -> None:
             await sink.send([LampCommand("L-1", 0.5, 2.0)])
             await pub.send("gw-a", [LampCommand("L-1", 0.3), LampCommand("L-2", 0.3)])
             silent = await pub.send("gw-a", [LampCommand("L-silent", 1.0)])
-            await _until(lambda: pub.in_flight == 0, 10)
+            await until(lambda: pub.in_flight == 0, 10)
             stop.set()
             await poller
             answering.cancel()
@@ -94,7 +86,7 @@ def test_a_publish_while_the_broker_is_down_raises_for_the_live_loop(mosquitto: 
         async with link:
             await link.wait_connected(5)
             await asyncio.to_thread(mosquitto.stop)
-            await _until(lambda: not link.connected, 10)
+            await until(lambda: not link.connected, 10)
             with pytest.raises(DownlinkError, match="downlink to gw-b not published"):
                 await pub.sink("gw-b").send([LampCommand("L-1", 1.0)])
         assert pub.counters.publish_failures == 1

@@ -25,7 +25,7 @@ from domain.protocol import AckStatus, DownlinkCommand, decode_ack, decode_uplin
 from domain.records import LampCommand
 from gateways.agent import GatewayAgent
 from gateways.config import load_gateway_config
-from tests.integration.conftest import Broker, free_port
+from tests.integration.conftest import Broker, free_port, until
 from tests.integration.test_opcua_controller import LAMPS, start_server
 
 pytestmark = pytest.mark.timeout(180)
@@ -113,14 +113,6 @@ time_unit = "ms"
     return path
 
 
-async def _until(condition, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(0.05)
-
-
 class Central:
     """The central side as the protocol document says: subscribe, refuse spoofing, de-duplicate."""
 
@@ -181,7 +173,7 @@ def test_vendor_controller_downlink_acks_and_sensor_readings(
                         ),
                     )
                     await c.publish("streetlight/v1/gw-test/downlink", encode_downlink(cmd), qos=1)
-                    await _until(lambda: len(central.acks) == 1, 10)
+                    await until(lambda: len(central.acks) == 1, 10)
                     ack = central.acks[0]
                     assert ack.status is AckStatus.PARTIAL  # type: ignore[attr-defined]
                     assert [f.lamp_id for f in ack.failed] == ["L-9999"]  # type: ignore[attr-defined]
@@ -189,7 +181,7 @@ def test_vendor_controller_downlink_acks_and_sensor_readings(
                     assert await nodes["L-0003.DimCommand_pct"].read_value() == pytest.approx(25.0)  # type: ignore[attr-defined]
                     # The same command again (a QoS 1 duplicate): acked again, not applied twice.
                     await c.publish("streetlight/v1/gw-test/downlink", encode_downlink(cmd), qos=1)
-                    await _until(lambda: len(central.acks) == 2, 10)
+                    await until(lambda: len(central.acks) == 2, 10)
                     assert agent.counters.downlinks_duplicate == 1
                     # Garbage on the downlink is counted, never fatal.
                     await c.publish("streetlight/v1/gw-test/downlink", b"{not json", qos=1)
@@ -224,7 +216,7 @@ def test_vendor_controller_downlink_acks_and_sensor_readings(
                         break
                     await c.publish("nodes/node-0201/state", b'{"dim": 30, "p": 12.5}', qos=1)
                     await c.publish("nodes/node-0201/state", b'{"dim": "bright"}', qos=1)
-                await _until(
+                await until(
                     lambda: len(central.acks) == 3 and central.acks[2].status is AckStatus.APPLIED,
                     10,
                 )  # type: ignore[attr-defined]
@@ -235,16 +227,16 @@ def test_vendor_controller_downlink_acks_and_sensor_readings(
                 def seen(source: str, kind: str, value: float) -> bool:
                     return any(r[:3] == (source, kind, value) for r in central.readings.values())
 
-                await _until(
+                await until(
                     lambda: seen("L-0002", "level_frac", 0.4) and seen("L-0002", "power_w", 33.5),
                     10,
                 )
-                await _until(
+                await until(
                     lambda: seen("N-0201", "level_frac", 0.3) and seen("N-0201", "power_w", 12.5),
                     10,
                 )
                 assert agent.counters.telemetry_rejected == 1  # {"dim": "bright"}
-                await _until(
+                await until(
                     lambda: sum(1 for r in central.readings.values() if r[1] == "presence") == 2, 10
                 )
                 assert agent.counters.sensor_messages_rejected == 2
@@ -310,7 +302,7 @@ def test_store_and_forward_through_broker_outage_and_sigkill(
             return [r for r in central.readings.values() if r[0] == "L-0001" and r[1] == "power_w"]
 
         try:
-            await _until(lambda: any(r[1] == "power_w" for r in central.readings.values()), 20)
+            await until(lambda: any(r[1] == "power_w" for r in central.readings.values()), 20)
             await produce(10)
             await asyncio.to_thread(broker.stop)
             down_at = time.monotonic()
@@ -325,7 +317,7 @@ def test_store_and_forward_through_broker_outage_and_sigkill(
                 await asyncio.sleep(0.1)
             await asyncio.to_thread(broker.start)
             await produce(10)
-            await _until(lambda: {r[2] for r in received()} >= set(produced), 30)
+            await until(lambda: {r[2] for r in received()} >= set(produced), 30)
         finally:
             gw.terminate()
             gw.wait(10)
@@ -406,7 +398,7 @@ def test_cut_uplink_at_night_lamps_follow_the_schedule_or_fail_safe(
                 # The central service speaks again: it drives, the local loop stands back.
                 async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:
                     await c.publish("streetlight/v1/central/heartbeat", b'{"v": 1}', qos=1)
-                await _until(lambda: agent.status()["mode"] == "central", 5)
+                await until(lambda: agent.status()["mode"] == "central", 5)
         finally:
             await server.stop()
 
@@ -451,8 +443,8 @@ def test_sensor_burst_around_a_downlink_and_its_duplicate(
                             )
                         payload = json.dumps({"presence": 1, "t": now_ms - k}).encode()
                         await c.publish("sensors/pir-1/presence", payload, qos=1)
-                await _until(lambda: len(presence_times()) >= n_messages, 30)
-                await _until(lambda: len(central.acks) == 2, 10)
+                await until(lambda: len(presence_times()) >= n_messages, 30)
+                await until(lambda: len(central.acks) == 2, 10)
                 assert presence_times() == sorted((now_ms - k) * 10**6 for k in range(n_messages))
                 assert central.duplicates == 0
                 assert [a.status for a in central.acks] == [AckStatus.APPLIED] * 2  # type: ignore[attr-defined]
@@ -504,16 +496,16 @@ def test_a_reading_the_uplink_cannot_carry_is_dropped_and_counted(
         try:
             async with GatewayAgent(config) as agent:
                 await agent.controllers[0].wait_connected(10)
-                await _until(lambda: powers() == [0.0], 10)  # the value at subscription
+                await until(lambda: powers() == [0.0], 10)  # the value at subscription
                 old = ua.DateTime(1960, 1, 1, tzinfo=dt.UTC)
                 await power.write_value(  # type: ignore[attr-defined]
                     ua.DataValue(ua.Variant(7.0, ua.VariantType.Double), SourceTimestamp=old)
                 )
                 await asyncio.sleep(0.3)
                 await power.write_value(8.0)  # type: ignore[attr-defined]
-                await _until(lambda: 8.0 in powers(), 10)
+                await until(lambda: 8.0 in powers(), 10)
                 await power.write_value(9.0)  # type: ignore[attr-defined]
-                await _until(lambda: 9.0 in powers(), 10)
+                await until(lambda: 9.0 in powers(), 10)
                 assert powers() == [0.0, 8.0, 9.0]
                 assert agent.counters.readings_rejected == 1
                 assert agent.status()["recent_errors"][-1] == (

@@ -16,18 +16,11 @@ from asyncua import ua
 from gateways.opcua import LampNodes, OpcUaController, Security
 from gateways.pointmap import BUILTIN_POINT_MAPS
 from simulation.devices.fleet import DeviceFleet
+from tests.integration.conftest import until
 from tests.integration.test_devices import _client_certificate, cabinet, controllers
 
 pytestmark = pytest.mark.timeout(120)
 URI = "urn:streetlight:gateway"
-
-
-async def _until(condition, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(0.05)
 
 
 def test_secure_controller_setpoints_telemetry_and_drop_off(tmp_path: Path) -> None:
@@ -81,7 +74,7 @@ def test_secure_controller_setpoints_telemetry_and_drop_off(tmp_path: Path) -> N
                 )
                 assert failures == {}
                 # The virtual lamp fades to the setpoint and reports it over the encrypted session.
-                await _until(
+                await until(
                     lambda: any(
                         s[0] == first and s[1] == "level" and abs(s[2] - 0.4) < 1e-6 for s in seen
                     ),
@@ -89,7 +82,7 @@ def test_secure_controller_setpoints_telemetry_and_drop_off(tmp_path: Path) -> N
                 )
                 # The controller drops off the network and comes back with its state.
                 await cab.drop_off()
-                await _until(lambda: not ctl.connected, 10)
+                await until(lambda: not ctl.connected, 10)
                 back = time.monotonic()
                 await cab.come_back()
                 await ctl.wait_connected(10)
@@ -103,7 +96,7 @@ def test_secure_controller_setpoints_telemetry_and_drop_off(tmp_path: Path) -> N
                     )
                     == {}
                 )
-                await _until(
+                await until(
                     lambda: any(
                         s[0] == first and s[1] == "level" and s[3] > back and abs(s[2] - 0.9) < 1e-6
                         for s in seen

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import aiomqtt
@@ -28,21 +27,13 @@ from sensor_ingest.consumer import IngestConsumer
 from sensor_ingest.historian import EmbeddedHistorian
 from sensor_ingest.pipeline import IngestPipeline
 from sensor_ingest.windows import DemandWindows
-from tests.integration.conftest import Broker
+from tests.integration.conftest import Broker, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 PREFIX = "streetlight/v1"
 S = 1_000_000_000
 GW = GatewayTopics(PREFIX, "gw-17")
-
-
-async def _until(condition: Callable[[], bool], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(0.02)
 
 
 async def _publish(
@@ -106,7 +97,7 @@ def test_uplinks_status_and_acks_reach_the_historian_windows_and_callbacks(
                 mosquitto,
                 [(GW.uplink, _uplink(1, first)), (GW.uplink, _uplink(2, second)), (GW.ack, ack)],
             )
-            await _until(lambda: consumer.counters.received == 4, 10)
+            await until(lambda: consumer.counters.received == 4, 10)
             await consumer.drain(10)
 
     asyncio.run(scenario())
@@ -176,7 +167,7 @@ def test_the_fuzz_set_is_refused_and_counted_while_good_readings_are_kept(
         async with IngestConsumer(pipeline, port=mosquitto.port, client_id="ingest-f") as c:
             await c.wait_connected(10)
             await _publish(mosquitto, published)
-            await _until(lambda: c.counters.received == len(published), 20)
+            await until(lambda: c.counters.received == len(published), 20)
             await c.drain(10)
 
     asyncio.run(scenario())
@@ -229,7 +220,7 @@ def test_deduplication_survives_a_restart_of_the_ingest_process(
         async with IngestConsumer(pipeline, port=mosquitto.port, client_id="ingest-r") as c:
             await c.wait_connected(10)
             await _publish(mosquitto, [(GW.uplink, messages[s]) for s in (1, 2, 3)])
-            await _until(lambda: c.counters.received == 3, 10)
+            await until(lambda: c.counters.received == 3, 10)
         assert pipeline.counters()["readings_accepted"] == 6
         historian.close()
 
@@ -252,7 +243,7 @@ def test_deduplication_survives_a_restart_of_the_ingest_process(
         historian, _w, pipeline, _e = _stack(path)
         assert pipeline.dedup.restored_messages == 3
         async with IngestConsumer(pipeline, port=mosquitto.port, client_id="ingest-r") as c:
-            await _until(lambda: c.counters.received == 4, 10)
+            await until(lambda: c.counters.received == 4, 10)
         counters = pipeline.counters()
         assert historian.counts(
             ["CAM-01"], ReadingKind.FOOTFALL_COUNT, now - 60 * S, now, 60
@@ -279,12 +270,12 @@ def test_the_consumer_reconnects_after_the_broker_restarts(mosquitto: Broker) ->
         async with consumer:
             await consumer.wait_connected(10)
             await _publish(mosquitto, [(GW.uplink, _uplink(1, _lamp_readings("L-1", now, 1.0)))])
-            await _until(lambda: pipeline.counters()["readings_accepted"] == 4, 10)
+            await until(lambda: pipeline.counters()["readings_accepted"] == 4, 10)
             await asyncio.to_thread(mosquitto.restart)
-            await _until(lambda: consumer.counters.disconnects == 1, 10)
+            await until(lambda: consumer.counters.disconnects == 1, 10)
             await consumer.wait_connected(10)
             await _publish(mosquitto, [(GW.uplink, _uplink(2, _lamp_readings("L-2", now, 1.0)))])
-            await _until(lambda: pipeline.counters()["readings_accepted"] == 8, 10)
+            await until(lambda: pipeline.counters()["readings_accepted"] == 8, 10)
             assert consumer.counters.connects == 2
 
     asyncio.run(scenario())
@@ -315,7 +306,7 @@ def test_the_consumer_speaks_tls_with_a_password(
                 "127.0.0.1", broker.port, username="gw-1", password="s3cret-gw", tls_context=tls
             ) as client:
                 await client.publish(GW.uplink, _uplink(1, _lamp_readings("L-1", now, 1.0)), qos=1)
-            await _until(lambda: pipeline.counters()["readings_accepted"] == 4, 10)
+            await until(lambda: pipeline.counters()["readings_accepted"] == 4, 10)
 
     asyncio.run(scenario())
     historian.close()
@@ -337,7 +328,7 @@ def test_a_wrong_password_is_reported_and_retried(
             backoff_s=(0.05, 0.1),
         )
         async with consumer:
-            await _until(lambda: "Not authorized" in consumer.counters.last_error, 10)
+            await until(lambda: "Not authorized" in consumer.counters.last_error, 10)
             await asyncio.sleep(0.5)
             assert not consumer.connected and consumer.counters.connects == 0
 

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import aiomqtt
 import pytest
 
 from gateways.mqtt import BrokerSettings, LinkDown, MqttLink
-from tests.integration.conftest import Broker
+from tests.integration.conftest import Broker, until
 
 pytestmark = pytest.mark.timeout(120)
-
-
-async def _until(condition, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(0.02)
 
 
 async def _publish(port: int, topic: str, payloads: list[bytes]) -> None:
@@ -46,18 +37,18 @@ def test_reconnects_and_resubscribes_after_a_broker_restart(mosquitto: Broker) -
         async with link:
             await link.wait_connected(5)
             await _publish(mosquitto.port, "t/a", [b"1", b"boom", b"2"])
-            await _until(lambda: got == [b"1", b"2"], 5)
+            await until(lambda: got == [b"1", b"2"], 5)
             assert link.counters.handler_errors == 1  # counted, the link kept going
             await asyncio.to_thread(mosquitto.stop)
-            await _until(lambda: not link.connected, 10)
+            await until(lambda: not link.connected, 10)
             with pytest.raises(LinkDown):
                 await link.publish("t/x", b"lost?")
             await asyncio.to_thread(mosquitto.start)
             await link.wait_connected(10)
             await _publish(mosquitto.port, "t/b", [b"3"])
-            await _until(lambda: got[-1:] == [b"3"], 5)
+            await until(lambda: got[-1:] == [b"3"], 5)
             await link.publish("t/self", b"4")
-            await _until(lambda: got[-1:] == [b"4"], 5)
+            await until(lambda: got[-1:] == [b"4"], 5)
             assert link.counters.connects == 2 and link.counters.disconnects == 1
 
     asyncio.run(scenario())

@@ -14,7 +14,7 @@ from asyncua import ua
 from asyncua.server.server import Server
 
 from gateways.opcua import ControllerUnavailable, LampNodes, OpcUaController
-from tests.integration.conftest import free_port
+from tests.integration.conftest import free_port, until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -83,7 +83,7 @@ async def _scenario() -> None:
             assert await nodes[f"{lamp}.DimCommand_pct"].read_value() == 40.0 + k  # type: ignore[attr-defined]
         # Telemetry arrives through the subscription.
         await nodes["L-0002.DimActual_pct"].write_value(55.0)  # type: ignore[attr-defined]
-        await _until(lambda: any(s[:3] == ("L-0002", "level", 55.0) for s in seen), 5)
+        await until(lambda: any(s[:3] == ("L-0002", "level", 55.0) for s in seen), 5)
 
         # The controller restarts: down for 2 s, back on the same port with the same nodes.
         await server.stop()
@@ -94,7 +94,7 @@ async def _scenario() -> None:
         restarted = time.monotonic()
         await ctl.wait_connected(5)
         await nodes["L-0003.DimActual_pct"].write_value(77.0)  # type: ignore[attr-defined]
-        await _until(
+        await until(
             lambda: any(s[:3] == ("L-0003", "level", 77.0) and s[3] > restarted for s in seen), 5
         )
         assert time.monotonic() - restarted < 5.0, "telemetry must resume within 5 s of the restart"
@@ -105,14 +105,6 @@ async def _scenario() -> None:
         )
         assert await nodes["L-0001.DimCommand_pct"].read_value() == 66.0  # type: ignore[attr-defined]
     await server.stop()
-
-
-async def _until(condition, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(0.05)
 
 
 def test_vendor_nodes_writes_telemetry_and_restart() -> None:

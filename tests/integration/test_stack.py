@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -15,23 +14,10 @@ import numpy as np
 import pytest
 
 from streetlight.stack import DEMO_PASSWORD, DEMO_USER, OTHER_USER, Stack, StackOptions, run_stack
-from tests.integration.conftest import free_port
+from tests.integration.conftest import free_port, until
 
 pytestmark = pytest.mark.timeout(300)
 LATE = dt.datetime(2026, 1, 15, 23, 30, tzinfo=ZoneInfo("Europe/London"))
-
-
-async def _until(condition, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout_s} s")
-        await asyncio.sleep(0.2)
 
 
 def _setpoint(stack: Stack, lamp_id: str) -> float:
@@ -74,7 +60,7 @@ def test_the_local_stack_runs_a_night_and_obeys_the_api(tmp_path: Path) -> None:
                 demo = await login(DEMO_USER)
 
                 # Every lamp is commanded by the central controller (nothing dark at night).
-                await _until(
+                await until(
                     lambda: all(_setpoint(stack, i) > 0 for i in lamps), 60, "all lamps lit"
                 )
                 setpoints = np.array([_setpoint(stack, i) for i in lamps])
@@ -86,7 +72,7 @@ def test_the_local_stack_runs_a_night_and_obeys_the_api(tmp_path: Path) -> None:
                     items = r.json()["items"]
                     return len(items) == 60 and all(x["level_frac"] is not None for x in items)
 
-                await _until(reporting, 60, "live status of every lamp")
+                await until(reporting, 60, "live status of every lamp")
 
                 # An override from the API lands on the virtual OPC-UA controller.
                 target = next(lamp.lamp_id for lamp in stack.town.lamps if lamp.group == "centre")
@@ -100,7 +86,7 @@ def test_the_local_stack_runs_a_night_and_obeys_the_api(tmp_path: Path) -> None:
                     },
                 )
                 assert r.status_code == 201, r.text
-                await _until(lambda: abs(_setpoint(stack, target) - 0.9) < 1e-6, 30, "override")
+                await until(lambda: abs(_setpoint(stack, target) - 0.9) < 1e-6, 30, "override")
 
                 # A lamp fails at its controller: the status bit travels up and the health
                 # monitor raises a lamp_failure alarm that the API lists.
@@ -116,7 +102,7 @@ def test_the_local_stack_runs_a_night_and_obeys_the_api(tmp_path: Path) -> None:
                     )
                     return r.status_code == 200 and r.json()["total"] == 1
 
-                await _until(alarmed, 60, "lamp failure alarm")
+                await until(alarmed, 60, "lamp failure alarm")
 
                 # The other council sees its own lamps and nothing of the demo council's.
                 other = await login(OTHER_USER)
