@@ -40,7 +40,6 @@ import os
 import pickle
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -52,9 +51,8 @@ import aiomqtt
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.integration.conftest import free_port, wait_for_port  # noqa: E402
+from benchmarks.gateway import Mosquitto  # noqa: E402  (the same throw-away broker)
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 PREFIX = "streetlight/v1"
 GATEWAYS = 4
 LAMPS = 20_000
@@ -117,46 +115,6 @@ def zones() -> dict[str, str]:
     out = {f"CAM-{k:03d}": f"street-{k % ZONES:02d}" for k in range(SENSORS)}
     out.update({f"PIR-{k:03d}": f"street-{k % ZONES:02d}" for k in range(SENSORS)})
     return out
-
-
-# --- broker -------------------------------------------------------------------------------------
-
-
-class Mosquitto:
-    """A mosquitto on a free loopback port with a throw-away configuration; a context manager."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.config = workdir / "mosquitto.conf"
-        self.log = workdir / "mosquitto.log"
-        lines = [
-            f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
-            "persistence false",
-            "max_queued_messages 1000000",
-        ]
-        if os.geteuid() == 0:
-            lines.append("user root")  # else it drops to 'mosquitto', who cannot read workdir
-        self.config.write_text("\n".join(lines) + "\n")
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> Mosquitto:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [MOSQUITTO, "-c", str(self.config)], stdout=log, stderr=subprocess.STDOUT
-            )
-        wait_for_port(self.port, process=self.process)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
 
 
 # --- the raw publisher (child process) ----------------------------------------------------------

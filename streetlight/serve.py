@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -82,19 +83,9 @@ async def serve(
     feed = LiveFeed()
     app = create_app(options.api, telemetry=historian, clock=clock.now_ns, feed=feed)
     sessions = app.state.ctx.sessions
-    link = MqttLink(
-        BrokerSettings(
-            host=options.broker.host,
-            port=options.broker.port,
-            username=options.broker.username,
-            password=options.broker.password,
-            client_id=f"{options.broker.client_id or 'streetlight-central'}-downlink",
-            ca_file=options.broker.ca_file,
-            cert_file=options.broker.cert_file,
-            key_file=options.broker.key_file,
-            tls_insecure=options.broker.tls_insecure,
-        )
-    )
+    # The downlink has its own session next to the ingest consumer's.
+    client_id = options.broker.client_id or "streetlight-central"
+    link = MqttLink(dataclasses.replace(options.broker, client_id=f"{client_id}-downlink"))
     publisher = DownlinkPublisher(link, options.prefix, clock.now_ns)
     sensors: tuple[Sensor, ...] = options.central.sensors
     windows = DemandWindows(zones_from_inventory(sensors, options.sensor_lamps))

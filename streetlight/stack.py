@@ -31,11 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 from pydantic import SecretStr
 
 from api.seed import create_council_with_admin
 from api.settings import ApiSettings
+from controller.policy.calendar import zone
 from domain.importer import ColumnMapping, import_csv
 from domain.inventory import InventoryArrays
 from domain.records import Lamp, Sensor, SensorKind
@@ -303,10 +305,7 @@ time_unit = "ms"
 
 def default_start(options: StackOptions, now_ns: int) -> int:
     """21:00 local today (the evening, after dusk all year round in Bristol), or now if later."""
-    from zoneinfo import ZoneInfo
-
-    zone = ZoneInfo(options.tz)
-    local = dt.datetime.fromtimestamp(now_ns / NS_PER_S, zone)
+    local = dt.datetime.fromtimestamp(now_ns / NS_PER_S, zone(options.tz))
     evening = local.replace(hour=21, minute=0, second=0, microsecond=0)
     if local.hour < 12:
         return now_ns  # already in the small hours of a night
@@ -323,6 +322,14 @@ class Stack:
     fleet: DeviceFleet
     sensors: dict[str, tuple[str, ...]]
 
+    def setpoint_frac(self, lamp_id: str) -> float:
+        """The level last written to ``lamp_id`` on its virtual OPC-UA controller."""
+        for controller in self.fleet.controllers.values():
+            bank = controller.bank
+            if lamp_id in bank.lamp_ids:
+                return float(bank.setpoint_frac[bank.lamp_ids.index(lamp_id)])
+        raise KeyError(f"no virtual controller has lamp {lamp_id!r}")
+
 
 class StackClock:
     """The controller-side face of the shared :class:`SimClock` (``now_ns``, ``sleep_until``)."""
@@ -337,7 +344,7 @@ class StackClock:
         await asyncio.sleep(max(0.0, self.sim.real_s_until(time_ns)))
 
 
-def seed(services: Services, town: Town, options: StackOptions, clock: StackClock) -> None:
+def seed(services: Services, options: StackOptions, clock: StackClock) -> None:
     """A fresh store: the demo council with its town, groups and policies; a second council."""
     ctx = services.app.state.ctx  # type: ignore[attr-defined]
     now = clock.now_ns()
@@ -367,8 +374,6 @@ def seed(services: Services, town: Town, options: StackOptions, clock: StackCloc
 
 async def _api_setup(services: Services, town: Town) -> None:
     """Inventory, groups and policies through the API itself, as an engineer would."""
-    import httpx
-
     async with httpx.AsyncClient(base_url=services.api_url, timeout=60) as http:
 
         async def login(user: str) -> dict[str, str]:
@@ -499,7 +504,7 @@ async def run_stack(
             central.result()  # raise why the central service stopped
             return
         services = getter.result()
-        seed(services, town, options, clock)
+        seed(services, options, clock)
         await _api_setup(services, town)
         await stack.enter_async_context(
             GatewayAgent(load_gateway_config(gateway_file), clock=sim.now_ns)

@@ -98,13 +98,6 @@ def _dot(page: Page, lamp_id: str):  # type: ignore[no-untyped-def]
     return page.locator(f'[data-testid="lamp-dot"][data-lamp-id="{lamp_id}"]')
 
 
-def _setpoint(stack: Stack, lamp_id: str) -> float:
-    for controller in stack.fleet.controllers.values():
-        if lamp_id in controller.bank.lamp_ids:
-            return float(controller.bank.setpoint_frac[controller.bank.lamp_ids.index(lamp_id)])
-    raise KeyError(lamp_id)
-
-
 def _quiet_lamp(stack: Stack, group: str) -> str:
     """The lamp of ``group`` farthest from every sensor's lamp, on a street without sensors:
     beyond the presence policy's 60 m neighbour reach, so no boost and no demand step reach it
@@ -168,7 +161,7 @@ def test_the_dashboard_follows_the_virtual_night_and_commands_the_virtual_contro
     form.get_by_test_id("override-reason").fill("event in the square")
     form.get_by_test_id("override-submit").click()
     expect(page.locator(f'[data-testid="override-row"][data-lamp-id="{outer}"]')).to_have_count(1)
-    _wait(lambda: abs(_setpoint(stack, outer) - 0.9) < 1e-6, 30, "override at the controller")
+    _wait(lambda: abs(stack.setpoint_frac(outer) - 0.9) < 1e-6, 30, "override at the controller")
     _wait(lambda: abs(level(outer) - 0.9) < 0.01, 30, "the dot shows the override")
     screenshot(page, "stack-03-override")
 

@@ -20,14 +20,6 @@ pytestmark = pytest.mark.timeout(300)
 LATE = dt.datetime(2026, 1, 15, 23, 30, tzinfo=ZoneInfo("Europe/London"))
 
 
-def _setpoint(stack: Stack, lamp_id: str) -> float:
-    for controller in stack.fleet.controllers.values():
-        bank = controller.bank
-        if lamp_id in bank.lamp_ids:
-            return float(bank.setpoint_frac[bank.lamp_ids.index(lamp_id)])
-    raise KeyError(lamp_id)
-
-
 def test_the_local_stack_runs_a_night_and_obeys_the_api(tmp_path: Path) -> None:
     options = StackOptions(
         data_dir=tmp_path / "stack",
@@ -61,9 +53,9 @@ def test_the_local_stack_runs_a_night_and_obeys_the_api(tmp_path: Path) -> None:
 
                 # Every lamp is commanded by the central controller (nothing dark at night).
                 await until(
-                    lambda: all(_setpoint(stack, i) > 0 for i in lamps), 60, "all lamps lit"
+                    lambda: all(stack.setpoint_frac(i) > 0 for i in lamps), 60, "all lamps lit"
                 )
-                setpoints = np.array([_setpoint(stack, i) for i in lamps])
+                setpoints = np.array([stack.setpoint_frac(i) for i in lamps])
                 assert setpoints.min() >= 0.25  # the policies' floors, at least
 
                 # Telemetry from every controller reaches live status through the gateway.
@@ -86,7 +78,7 @@ def test_the_local_stack_runs_a_night_and_obeys_the_api(tmp_path: Path) -> None:
                     },
                 )
                 assert r.status_code == 201, r.text
-                await until(lambda: abs(_setpoint(stack, target) - 0.9) < 1e-6, 30, "override")
+                await until(lambda: abs(stack.setpoint_frac(target) - 0.9) < 1e-6, 30, "override")
 
                 # A lamp fails at its controller: the status bit travels up and the health
                 # monitor raises a lamp_failure alarm that the API lists.
